@@ -1,0 +1,46 @@
+#include "actors/audit_log.hpp"
+
+#include "protocols/clock.hpp"
+#include "protocols/crypto.hpp"
+
+namespace credo::actors {
+
+audit_log::audit_log(std::string node, std::shared_ptr<persistence::audit_store> store)
+  : node_(std::move(node)), store_(std::move(store)) {}
+
+status audit_log::record(const std::string& type, const audit_fields& fields,
+                         nlohmann::json data) {
+  persistence::audit_event e;
+  e.event_id = protocols::uuid_v4();
+  e.type = type;
+  e.occurred_at_ms = unix_now_ms();
+  e.subject = fields.subject;
+  e.client_id = fields.client_id;
+  e.session_id = fields.session_id;
+  e.ip = fields.ip;
+  e.request_id = fields.request_id;
+  e.node = node_;
+  e.data_json = data.dump();
+  return store_->append(e);
+}
+
+nlohmann::json audit_log::to_json(const persistence::audit_event& e) {
+  auto nullable = [](const std::string& s) -> nlohmann::json {
+    return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s);
+  };
+  auto data = nlohmann::json::parse(e.data_json, nullptr, false);
+  if (data.is_discarded())
+    data = nlohmann::json::object();
+  return {{"event_id", e.event_id},
+          {"type", e.type},
+          {"occurred_at", rfc3339_ms(e.occurred_at_ms)},
+          {"subject", nullable(e.subject)},
+          {"client_id", nullable(e.client_id)},
+          {"session_id", nullable(e.session_id)},
+          {"ip", nullable(e.ip)},
+          {"request_id", nullable(e.request_id)},
+          {"node", e.node},
+          {"data", std::move(data)}};
+}
+
+}  // namespace credo::actors

@@ -1,0 +1,73 @@
+#include "actors/entities.hpp"
+
+#include "protocols/password.hpp"
+
+namespace credo::actors {
+namespace {
+
+std::string key_of(const protocols::session_open& m) { return m.session_id; }
+std::string key_of(const protocols::session_add_family& m) { return m.session_id; }
+std::string key_of(const protocols::session_refresh& m) { return m.session_id; }
+std::string key_of(const protocols::session_end& m) { return m.session_id; }
+std::string key_of(const protocols::session_revoke_family& m) { return m.session_id; }
+std::string key_of(const protocols::session_inspect_refresh& m) { return m.session_id; }
+std::string key_of(const protocols::consent_grant& m) { return m.user_id; }
+std::string key_of(const protocols::consent_query& m) { return m.user_id; }
+std::string key_of(const protocols::consent_revoke& m) { return m.user_id; }
+std::string key_of(const protocols::consent_check& m) { return m.user_id; }
+std::string key_of(const protocols::consent_erase& m) { return m.user_id; }
+
+struct key_fn {
+  template <class T>
+  std::string operator()(const T& m) const {
+    return key_of(m);
+  }
+};
+
+caf::behavior hasher(caf::event_based_actor*) {
+  return {
+    [](protocols::hash_password_atom, const std::string& password) {
+      return protocols::hash_password(password);
+    },
+    [](protocols::verify_password_atom, const std::string& password, const std::string& hash) {
+      return protocols::verify_password(password, hash);
+    },
+  };
+}
+
+}  // namespace
+
+entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_options options,
+                              int hasher_threads) {
+  entity_handles h;
+  h.session_stats = std::make_shared<supervisor_stats>("session");
+  h.consent_stats = std::make_shared<supervisor_stats>("consent");
+  auto idle = options.idle_timeout;
+  entity_factory sessions = [ctx, idle](caf::event_based_actor* reg, const std::string& key) {
+    return reg->spawn<caf::monitored>(session_entity, ctx, key,
+                                      caf::actor_cast<caf::actor>(reg), idle);
+  };
+  entity_factory consents = [ctx, idle](caf::event_based_actor* reg, const std::string& key) {
+    return reg->spawn<caf::monitored>(consent_entity, ctx, key,
+                                      caf::actor_cast<caf::actor>(reg), idle);
+  };
+  h.sessions = sys.spawn([=](registry_actor* self) {
+    return make_registry<protocols::session_open, protocols::session_add_family,
+                         protocols::session_refresh, protocols::session_end,
+                         protocols::session_revoke_family, protocols::session_inspect_refresh>(
+      self, sessions, h.session_stats, options, key_fn{});
+  });
+  h.consents = sys.spawn([=](registry_actor* self) {
+    return make_registry<protocols::consent_grant, protocols::consent_query,
+                         protocols::consent_revoke, protocols::consent_check,
+                         protocols::consent_erase>(self, consents, h.consent_stats, options,
+                                                   key_fn{});
+  });
+  auto factory = [&sys] { return sys.spawn<caf::detached>(hasher); };
+  h.hasher = caf::actor_pool::make(sys.dummy_execution_unit(),
+                                   static_cast<std::size_t>(std::max(1, hasher_threads)), factory,
+                                   caf::actor_pool::round_robin());
+  return h;
+}
+
+}  // namespace credo::actors

@@ -1,0 +1,34 @@
+#pragma once
+// Entity actors of this node and the registries that supervise them.
+#include <memory>
+
+#include <caf/fwd.hpp>
+#include <caf/actor.hpp>
+
+#include "actors/context.hpp"
+#include "actors/registry.hpp"
+#include "actors/supervisor_stats.hpp"
+
+namespace credo::actors {
+
+struct entity_handles {
+  caf::actor sessions;  // registry: session_* messages
+  caf::actor consents;  // registry: consent_* messages
+  caf::actor hasher;    // pool: (hash_password_atom, pw) -> string; (verify_password_atom, pw, hash) -> bool
+  std::shared_ptr<supervisor_stats> session_stats;
+  std::shared_ptr<supervisor_stats> consent_stats;
+};
+
+/// Spawns the session and consent registries and the password hasher pool.
+entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_options options,
+                              int hasher_threads);
+
+/// Session entity: owns one session record and its refresh-token families.
+caf::behavior session_entity(caf::event_based_actor* self, context_ptr ctx, std::string sid,
+                             caf::actor registry, std::chrono::milliseconds idle);
+
+/// Consent entity: owns one user's consent records.
+caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std::string user_id,
+                             caf::actor registry, std::chrono::milliseconds idle);
+
+}  // namespace credo::actors

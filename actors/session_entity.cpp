@@ -1,0 +1,328 @@
+// Session entity: the single writer of one session. Every handler runs to completion before the
+// next message, so rotation, reuse detection and the grace decision cannot race. State is
+// written to the session store before any reply, so an acknowledged change survives a restart.
+#include <algorithm>
+#include <optional>
+#include <unordered_map>
+
+#include "actors/audit_log.hpp"
+#include "actors/entities.hpp"
+#include "actors/refresh_family.hpp"
+#include "actors/token_issuer.hpp"
+#include "protocols/clock.hpp"
+#include "protocols/crypto.hpp"
+
+namespace credo::actors {
+namespace {
+
+using persistence::refresh_family_record;
+using persistence::session_record;
+using protocols::token_grant;
+
+struct session_state {
+  std::optional<session_record> rec;
+  bool load_failed = false;
+  // Successor of the last rotation per family, for grace replays. Memory only: after a restart
+  // a replay inside the grace period is refused (invalid_grant) without revoking the family.
+  std::unordered_map<std::string, token_grant> successors;
+};
+
+caf::error fail(errc code, const char* what) { return caf::make_error(code, what); }
+
+class session_logic {
+ public:
+  session_logic(caf::event_based_actor* self, context_ptr ctx, session_state& st)
+    : self_(self), ctx_(std::move(ctx)), st_(st) {}
+
+  bool alive(std::int64_t now) const { return st_.rec && st_.rec->expires_at > now; }
+
+  refresh_family_record* family_by_hash(const std::string& hash) {
+    for (auto& f : st_.rec->families)
+      if (family_knows(f, hash))
+        return &f;
+    return nullptr;
+  }
+  refresh_family_record* family_by_id(const std::string& id) {
+    for (auto& f : st_.rec->families)
+      if (f.family_id == id)
+        return &f;
+    return nullptr;
+  }
+
+  /// Issues an access token and a fresh refresh token into `f` (already in the record).
+  token_grant issue(refresh_family_record& f, std::int64_t now) {
+    token_grant g;
+    g.refresh_token = protocols::random_token(32);
+    auto at = mint_access_token(*ctx_, st_.rec->user_id, f.client_id, f.scope, st_.rec->id, now,
+                                f.consent_expires_at);
+    g.access_token = std::move(at.jwt);
+    g.jti = at.jti;
+    g.expires_in = at.exp - now;
+    g.scope = f.scope;
+    g.session_id = st_.rec->id;
+    prune_access_tokens(f, now);
+    f.access_tokens.push_back({at.jti, at.exp});
+    return g;
+  }
+
+  void revoke_tokens(refresh_family_record& f) {
+    for (auto& t : f.access_tokens)
+      ctx_->stores.revocations->revoke_token(t.jti, t.exp);
+    f.access_tokens.clear();
+    f.revoked = true;
+  }
+
+  /// Consent revoked after the grant was made (consent-gated clients only).
+  bool consent_cut(const refresh_family_record& f) {
+    if (f.client_id == "credo")
+      return false;
+    std::string_view scopes = f.scope;
+    while (!scopes.empty()) {
+      auto sp = scopes.find(' ');
+      auto s = std::string{scopes.substr(0, sp)};
+      scopes = sp == std::string_view::npos ? std::string_view{} : scopes.substr(sp + 1);
+      if (!s.empty()
+          && ctx_->stores.revocations->cutoff(st_.rec->user_id, f.client_id, s) >= f.created_at)
+        return true;
+    }
+    return false;
+  }
+
+  audit_fields fields(const protocols::origin& from, const std::string& client_id) const {
+    return {st_.rec ? st_.rec->user_id : "", client_id, st_.rec ? st_.rec->id : "", from.ip,
+            from.request_id};
+  }
+
+  /// Writes the record; on failure restores `before` so memory matches the store.
+  bool persist(const session_record& before) {
+    if (ctx_->stores.sessions->save(*st_.rec))
+      return true;
+    st_.rec = before;
+    return false;
+  }
+
+  caf::result<token_grant> open(protocols::session_open& m) {
+    auto now = unix_now();
+    if (st_.rec)
+      return fail(errc::conflict, "session exists");
+    session_record r;
+    r.id = m.session_id;
+    r.user_id = m.user_id;
+    r.device = m.device;
+    r.ip = m.from.ip;
+    r.created_at = r.last_seen_at = now;
+    r.expires_at = now + ctx_->tokens.session_ttl;
+    refresh_family_record f;
+    f.family_id = m.session_id;
+    f.client_id = m.client_id;
+    f.scope = m.scope;
+    f.created_at = now;
+    r.families.push_back(std::move(f));
+    st_.rec = std::move(r);
+    auto& fam = st_.rec->families.back();
+    auto g = issue(fam, now);
+    fam.current_hash = protocols::sha256_hex(g.refresh_token);
+    if (!ctx_->stores.sessions->save(*st_.rec)) {
+      st_.rec.reset();
+      return fail(errc::temporarily_unavailable, "session store unavailable");
+    }
+    ctx_->audit->record("token.issued", fields(m.from, m.client_id),
+                        {{"grant_type", "password"}, {"scope", fam.scope}, {"jti", g.jti}});
+    return g;
+  }
+
+  caf::result<token_grant> add_family(protocols::session_add_family& m) {
+    auto now = unix_now();
+    if (!alive(now))
+      return fail(errc::invalid_grant, "session has ended");
+    if (family_by_id(m.family_id))
+      return fail(errc::invalid_grant, "grant already issued");
+    auto before = *st_.rec;
+    refresh_family_record f;
+    f.family_id = m.family_id;
+    f.client_id = m.client_id;
+    f.scope = m.scope;
+    f.created_at = now;
+    f.consent_expires_at = m.consent_expires_at;
+    st_.rec->families.push_back(std::move(f));
+    auto& fam = st_.rec->families.back();
+    auto g = issue(fam, now);
+    fam.current_hash = protocols::sha256_hex(g.refresh_token);
+    st_.rec->last_seen_at = now;
+    if (!persist(before))
+      return fail(errc::temporarily_unavailable, "session store unavailable");
+    ctx_->audit->record("token.issued", fields(m.from, m.client_id),
+                        {{"grant_type", "authorization_code"}, {"scope", fam.scope},
+                         {"jti", g.jti}});
+    return g;
+  }
+
+  caf::result<token_grant> refresh(protocols::session_refresh& m) {
+    auto now = unix_now();
+    if (!alive(now))
+      return fail(errc::invalid_grant, "refresh token is invalid");
+    auto* f = family_by_hash(m.refresh_hash);
+    if (!f || f->client_id != m.client_id)
+      return fail(errc::invalid_grant, "refresh token is invalid");
+    auto cached = st_.successors.find(f->family_id);
+    auto outcome = decide_refresh(*f, m.refresh_hash, now, ctx_->tokens.refresh_grace,
+                                  cached != st_.successors.end());
+    if (outcome == refresh_outcome::rotate && consent_cut(*f))
+      outcome = refresh_outcome::invalid;
+    switch (outcome) {
+      case refresh_outcome::rotate: {
+        auto before = *st_.rec;
+        auto g = issue(*f, now);
+        apply_rotation(*f, protocols::sha256_hex(g.refresh_token), now);
+        st_.rec->last_seen_at = now;
+        if (!persist(before))
+          return fail(errc::temporarily_unavailable, "session store unavailable");
+        if (ctx_->tokens.refresh_grace > 0)
+          st_.successors[f->family_id] = g;
+        ctx_->audit->record("token.refreshed", fields(m.from, m.client_id),
+                            {{"scope", g.scope}, {"jti", g.jti}});
+        return g;
+      }
+      case refresh_outcome::grace_replay:
+        ctx_->audit->record("token.refreshed", fields(m.from, m.client_id),
+                            {{"scope", cached->second.scope}, {"grace_replay", true}});
+        return cached->second;
+      case refresh_outcome::reuse: {
+        auto family_id = f->family_id;
+        ctx_->audit->record("refresh_token.reuse_detected", fields(m.from, m.client_id),
+                            {{"family_id_hash", protocols::sha256_hex(family_id).substr(0, 16)}});
+        if (family_id == st_.rec->id)
+          end("refresh_token_reuse", m.from);  // the login grant is the session itself
+        else
+          revoke_family(*f, m.from, "refresh_token_reuse");
+        return fail(errc::invalid_grant, "refresh token was already used; grant revoked");
+      }
+      case refresh_outcome::invalid:
+        break;
+    }
+    return fail(errc::invalid_grant, "refresh token is invalid");
+  }
+
+  void revoke_family(refresh_family_record& f, const protocols::origin& from,
+                     const char* reason) {
+    auto before = *st_.rec;
+    revoke_tokens(f);
+    st_.successors.erase(f.family_id);
+    persist(before);  // tokens are already revoked; a failed write leaves the family refusable
+    ctx_->audit->record("token.revoked", fields(from, f.client_id),
+                        {{"reason", reason}, {"what", "grant"}});
+  }
+
+  bool end(const std::string& reason, const protocols::origin& from) {
+    if (!st_.rec)
+      return false;
+    for (auto& f : st_.rec->families)
+      revoke_tokens(f);
+    ctx_->stores.sessions->erase(st_.rec->id);
+    ctx_->audit->record("session.ended", fields(from, st_.rec->families.front().client_id),
+                        {{"reason", reason}});
+    st_.rec.reset();
+    st_.successors.clear();
+    return true;
+  }
+
+  bool revoke(protocols::session_revoke_family& m) {
+    if (!alive(unix_now()))
+      return false;
+    auto* f = m.family_id.empty() ? family_by_hash(m.refresh_hash) : family_by_id(m.family_id);
+    if (!f || f->revoked)
+      return false;
+    if (!m.refresh_hash.empty() && f->current_hash != m.refresh_hash)
+      return false;  // RFC 7009 on a used token: nothing more to revoke than reuse would
+    if (!m.client_id.empty() && f->client_id != m.client_id)
+      return false;
+    if (f->family_id == st_.rec->id)
+      return end("revoked", m.from);
+    revoke_family(*f, m.from, "revoked");
+    return true;
+  }
+
+  protocols::refresh_info inspect(const protocols::session_inspect_refresh& m) {
+    protocols::refresh_info info;
+    auto now = unix_now();
+    if (!alive(now))
+      return info;
+    auto* f = family_by_hash(m.refresh_hash);
+    if (!f || f->revoked || f->current_hash != m.refresh_hash || consent_cut(*f)
+        || (f->consent_expires_at > 0 && f->consent_expires_at <= now))
+      return info;
+    info.active = true;
+    info.sub = st_.rec->user_id;
+    info.client_id = f->client_id;
+    info.scope = f->scope;
+    info.session_id = st_.rec->id;
+    info.iat = f->rotated_at ? f->rotated_at : f->created_at;
+    info.exp = st_.rec->expires_at;
+    return info;
+  }
+
+ private:
+  caf::event_based_actor* self_;
+  context_ptr ctx_;
+  session_state& st_;
+};
+
+}  // namespace
+
+caf::behavior session_entity(caf::event_based_actor* self, context_ptr ctx, std::string sid,
+                             caf::actor registry, std::chrono::milliseconds idle) {
+  auto st = std::make_shared<session_state>();
+  if (auto loaded = ctx->stores.sessions->load(sid))
+    st->rec = std::move(*loaded);
+  else
+    st->load_failed = true;
+  auto logic = std::make_shared<session_logic>(self, ctx, *st);
+  auto unavailable = [self, st]() -> std::optional<caf::error> {
+    if (!st->load_failed)
+      return std::nullopt;
+    // Could not hydrate: answer, then stop so that the next message activates a fresh copy.
+    self->quit();
+    return caf::make_error(errc::temporarily_unavailable, "session store unavailable");
+  };
+  return {
+    [=](protocols::session_open& m) -> caf::result<token_grant> {
+      if (auto e = unavailable())
+        return std::move(*e);
+      return logic->open(m);
+    },
+    [=](protocols::session_add_family& m) -> caf::result<token_grant> {
+      if (auto e = unavailable())
+        return std::move(*e);
+      return logic->add_family(m);
+    },
+    [=](protocols::session_refresh& m) -> caf::result<token_grant> {
+      if (auto e = unavailable())
+        return std::move(*e);
+      return logic->refresh(m);
+    },
+    [=](protocols::session_end& m) -> caf::result<bool> {
+      if (auto e = unavailable())
+        return std::move(*e);
+      return logic->end(m.reason, m.from);
+    },
+    [=](protocols::session_revoke_family& m) -> caf::result<bool> {
+      if (auto e = unavailable())
+        return std::move(*e);
+      return logic->revoke(m);
+    },
+    [=](protocols::session_inspect_refresh& m) -> caf::result<protocols::refresh_info> {
+      if (auto e = unavailable())
+        return std::move(*e);
+      return logic->inspect(m);
+    },
+    caf::after(idle) >> [=] {
+      self->request(registry, caf::infinite, protocols::passivate_atom::value, sid)
+        .then([=](bool granted) {
+          if (granted)
+            self->quit();
+        });
+    },
+  };
+}
+
+}  // namespace credo::actors

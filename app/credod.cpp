@@ -1,0 +1,233 @@
+// credod: one Credo node. Parses the process contract of API.md (flags or CREDO_* variables),
+// builds the stores, the actor system, the entity registries and the HTTP server, then waits
+// for SIGTERM/SIGINT and drains.
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "actors/audit_log.hpp"
+#include "actors/entities.hpp"
+#include "http/server.hpp"
+#include "http/service.hpp"
+#include "persistence/memory_stores.hpp"
+#include "protocols/clock.hpp"
+#include "protocols/crypto.hpp"
+#include "protocols/log.hpp"
+#include "protocols/messages.hpp"
+
+namespace {
+
+struct options {
+  std::string http = "127.0.0.1:8080";
+  std::string issuer;
+  std::string node_id;
+  std::string cluster;
+  std::string seeds;
+  std::int64_t access_token_ttl = 900;
+  std::int64_t refresh_grace_seconds = 0;
+  std::int64_t session_ttl = 30 * 86400;
+  int io_threads = 1;
+  int front_actors = 4;
+  int hasher_threads = 0;  // 0: number of cores
+  std::size_t body_limit = 64 * 1024;
+  int shutdown_grace_ms = 10000;
+};
+
+[[noreturn]] void fail(const std::string& reason) {
+  std::cerr << "credod: " << reason << '\n';
+  std::exit(2);
+}
+
+bool split_host_port(const std::string& s, std::string& host, std::uint16_t& port) {
+  auto colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return false;
+  host = s.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  auto p = s.substr(colon + 1);
+  if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  auto v = std::stoul(p);
+  if (v > 65535)
+    return false;
+  port = static_cast<std::uint16_t>(v);
+  return true;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0')
+    return "credo";
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options opt;
+  CLI::App app{"credod: a Credo node"};
+  app.set_version_flag("--version", "credod 0.1.0");
+  auto env = [](CLI::Option* o, const char* var) { return o->envname(var); };
+  env(app.add_option("--http", opt.http, "HTTP listen address HOST:PORT"), "CREDO_HTTP");
+  env(app.add_option("--issuer", opt.issuer, "token issuer URL (default http://HTTP address)"),
+      "CREDO_ISSUER");
+  env(app.add_option("--node-id", opt.node_id, "node name (default host name)"), "CREDO_NODE_ID");
+  env(app.add_option("--cluster", opt.cluster, "CAF cluster listen address HOST:PORT"),
+      "CREDO_CLUSTER");
+  env(app.add_option("--seeds", opt.seeds, "cluster seed addresses HOST:PORT,..."), "CREDO_SEEDS");
+  env(app.add_option("--access-token-ttl", opt.access_token_ttl, "access token life, seconds")
+        ->check(CLI::Range(std::int64_t{5}, std::int64_t{86400})),
+      "CREDO_ACCESS_TOKEN_TTL");
+  env(app.add_option("--refresh-grace-seconds", opt.refresh_grace_seconds,
+                     "replay window that returns the same successor pair")
+        ->check(CLI::Range(std::int64_t{0}, std::int64_t{300})),
+      "CREDO_REFRESH_GRACE_SECONDS");
+  env(app.add_option("--session-ttl", opt.session_ttl, "absolute session life, seconds")
+        ->check(CLI::Range(std::int64_t{60}, std::int64_t{365} * 86400)),
+      "CREDO_SESSION_TTL");
+  env(app.add_option("--io-threads", opt.io_threads, "HTTP I/O threads")
+        ->check(CLI::Range(1, 64)),
+      "CREDO_IO_THREADS");
+  env(app.add_option("--front-actors", opt.front_actors, "HTTP front actors")
+        ->check(CLI::Range(1, 256)),
+      "CREDO_FRONT_ACTORS");
+  env(app.add_option("--hasher-threads", opt.hasher_threads, "password hashing threads (0: cores)")
+        ->check(CLI::Range(0, 256)),
+      "CREDO_HASHER_THREADS");
+  env(app.add_option("--body-limit", opt.body_limit, "maximum request body, bytes")
+        ->check(CLI::Range(std::size_t{1024}, std::size_t{16} << 20)),
+      "CREDO_BODY_LIMIT");
+  env(app.add_option("--shutdown-grace-ms", opt.shutdown_grace_ms,
+                     "time to finish in-flight requests on SIGTERM")
+        ->check(CLI::Range(0, 600000)),
+      "CREDO_SHUTDOWN_GRACE_MS");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0)
+      return app.exit(e);
+    fail(std::string{e.what()});
+  }
+
+  std::string host;
+  std::uint16_t port = 0;
+  if (!split_host_port(opt.http, host, port))
+    fail("--http must be HOST:PORT, got '" + opt.http + "'");
+  for (auto var : {"DATABASE_URL", "REDIS_URL", "KAFKA_BROKERS"})
+    if (auto v = std::getenv(var); v && *v)
+      fail(std::string{var} + " is set, but this build only has the in-memory embedded default "
+                              "(durable stores are not implemented yet)");
+  if (!opt.cluster.empty() || !opt.seeds.empty())
+    fail("--cluster needs the shared stores (PostgreSQL and Redis); this build is single node");
+  if (opt.node_id.empty())
+    opt.node_id = host_name();
+  credo::log::set_node(opt.node_id);
+
+  // Signals are taken by sigwait() on the main thread; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  std::string admin_token;
+  bool generated_admin = false;
+  if (auto v = std::getenv("CREDO_ADMIN_TOKEN"); v && *v) {
+    admin_token = v;
+  } else {
+    admin_token = credo::protocols::random_token(32);
+    generated_admin = true;
+  }
+
+  auto ctx = std::make_shared<credo::actors::node_context>();
+  ctx->node_id = opt.node_id;
+  ctx->tokens.access_ttl = opt.access_token_ttl;
+  ctx->tokens.refresh_grace = opt.refresh_grace_seconds;
+  ctx->tokens.session_ttl = opt.session_ttl;
+  ctx->stores = credo::persistence::make_memory_stores();
+  ctx->keys = std::make_shared<credo::protocols::key_ring>();
+  ctx->audit = std::make_shared<credo::actors::audit_log>(opt.node_id, ctx->stores.audit);
+
+  // The first-party public client of /auth/login.
+  credo::persistence::client_record first_party;
+  first_party.client_id = "credo";
+  first_party.scopes = {"openid", "profile"};
+  first_party.grant_types = {"refresh_token"};
+  first_party.created_at = credo::unix_now();
+  ctx->stores.clients->create(first_party);
+
+  // The HTTP server binds first so that port 0 resolves before the issuer is fixed; requests
+  // that arrive before the service exists get 503.
+  std::shared_ptr<credo::http::service> svc;
+  std::atomic<credo::http::service*> svc_ptr{nullptr};
+  credo::http::server_options so;
+  so.host = host;
+  so.port = port;
+  so.body_limit = opt.body_limit;
+  so.io_threads = opt.io_threads;
+  credo::http::server server{so, [&svc_ptr](credo::http::request&& req,
+                                            credo::http::responder respond) {
+                               if (auto* s = svc_ptr.load(std::memory_order_acquire))
+                                 return s->handle(std::move(req), std::move(respond));
+                               respond(credo::http::error_response(503, "temporarily_unavailable",
+                                                                   "starting"));
+                             }};
+  try {
+    server.start();
+  } catch (const std::exception& e) {
+    fail(std::string{"cannot listen on "} + opt.http + ": " + e.what());
+  }
+  auto url_host = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  auto url = "http://" + url_host + ":" + std::to_string(server.port());
+  ctx->tokens.issuer = opt.issuer.empty() ? url : opt.issuer;
+  while (!ctx->tokens.issuer.empty() && ctx->tokens.issuer.back() == '/')
+    ctx->tokens.issuer.pop_back();
+
+  if (!credo::http::load_signing_keys(*ctx))
+    fail("cannot load or create a signing key");
+
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  caf::actor_system_config cfg;
+  cfg.add_message_types<caf::id_block::credo_types>();
+  cfg.set("scheduler.max-threads", cores);
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  {
+    caf::actor_system sys{cfg};
+    credo::actors::registry_options ro;
+    auto entities = credo::actors::spawn_entities(
+      sys, ctx, ro, opt.hasher_threads > 0 ? opt.hasher_threads : cores);
+    credo::http::service_options svo;
+    svo.admin_token = admin_token;
+    svo.front_actors = opt.front_actors;
+    svc = std::make_shared<credo::http::service>(sys, ctx, entities, svo);
+    svc_ptr.store(svc.get(), std::memory_order_release);
+
+    if (generated_admin)
+      credo::log::info("generated admin token (shown once; set CREDO_ADMIN_TOKEN to choose one)",
+                       {{"admin_token", admin_token}});
+    credo::log::info("listening", {{"url", url},
+                                   {"issuer", ctx->tokens.issuer},
+                                   {"stores", "memory"},
+                                   {"pid", static_cast<long>(getpid())}});
+
+    int sig = 0;
+    sigwait(&signals, &sig);
+    credo::log::info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    server.stop(std::chrono::milliseconds{opt.shutdown_grace_ms});
+    svc_ptr.store(nullptr);
+    svc->shutdown();
+    svc.reset();
+    for (auto& a : {entities.sessions, entities.consents, entities.hasher})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  }
+  credo::log::info("stopped", nlohmann::json::object());
+  return 0;
+}

@@ -1,0 +1,303 @@
+// Shared pieces of the route handlers: error mapping, body parsing, authentication, scopes.
+#include <algorithm>
+
+#include "http/front.hpp"
+#include "protocols/clock.hpp"
+#include "protocols/crypto.hpp"
+
+namespace credo::http {
+
+void job::respond(response r) {
+  if (answered)
+    return;
+  answered = true;
+  respond_fn(std::move(r));
+}
+
+response errc_response(errc code, std::string_view description) {
+  int status = 400;
+  std::string_view name = to_string(code);
+  switch (code) {
+    case errc::invalid_request:
+    case errc::invalid_grant:
+    case errc::unauthorized_client:
+    case errc::unsupported_grant_type:
+    case errc::invalid_scope:
+      status = 400;
+      break;
+    case errc::invalid_credentials:
+    case errc::invalid_client:
+      status = 401;
+      break;
+    case errc::invalid_token: {
+      auto r = error_response(401, name, description);
+      r.headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+      return r;
+    }
+    case errc::consent_required:
+    case errc::forbidden:
+      status = 403;
+      break;
+    case errc::not_found:
+      status = 404;
+      break;
+    case errc::email_taken:
+    case errc::conflict:
+      status = 409;
+      break;
+    case errc::rate_limited:
+      status = 429;
+      break;
+    case errc::temporarily_unavailable:
+      status = 503;
+      break;
+    case errc::ok:
+    case errc::internal_error:
+      status = 500;
+      name = "server_error";
+      break;
+  }
+  return error_response(status, name, description);
+}
+
+response actor_error_response(const caf::error& e) {
+  if (e.category() == caf::detail::error_factory<errc>::category) {
+    std::string desc;
+    if (!e.context().empty() && e.context().match_element<std::string>(0))
+      desc = e.context().get_as<std::string>(0);
+    return errc_response(static_cast<errc>(e.code()), desc);
+  }
+  return errc_response(errc::temporarily_unavailable, "the entity did not answer; retry");
+}
+
+response token_response(const nlohmann::json& body) {
+  response r = json_response(200, body.dump());
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.headers.emplace_back("Pragma", "no-cache");
+  return r;
+}
+
+response no_content() {
+  response r;
+  r.status = 204;
+  r.content_type.clear();
+  return r;
+}
+
+namespace {
+
+// Bounds nesting before parsing, so a hostile body cannot exhaust the stack.
+bool depth_ok(std::string_view body, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : body) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"')
+      in_string = true;
+    else if (c == '{' || c == '[') {
+      if (++depth > max_depth)
+        return false;
+    } else if (c == '}' || c == ']')
+      --depth;
+  }
+  return true;
+}
+
+}  // namespace
+
+result<nlohmann::json> json_body(const request& req) {
+  if (media_type(req) != "application/json")
+    return {errc::invalid_request, "415"};
+  if (!depth_ok(req.body, 16))
+    return {errc::invalid_request, "JSON nesting is too deep"};
+  auto j = nlohmann::json::parse(req.body, nullptr, false);
+  if (j.is_discarded())
+    return {errc::invalid_request, "body is not valid JSON"};
+  if (!j.is_object())
+    return {errc::invalid_request, "body must be a JSON object"};
+  return j;
+}
+
+result<fields> form_body(const request& req) {
+  if (media_type(req) != "application/x-www-form-urlencoded")
+    return {errc::invalid_request, "415"};
+  auto f = parse_form(req.body);
+  if (!f)
+    return {errc::invalid_request, "malformed form body (bad escape or repeated parameter)"};
+  return std::move(*f);
+}
+
+result<std::optional<std::string>> string_field(const nlohmann::json& body, const char* name,
+                                                std::size_t max_len) {
+  auto i = body.find(name);
+  if (i == body.end() || i->is_null())
+    return std::optional<std::string>{};
+  if (!i->is_string())
+    return {errc::invalid_request, std::string{name} + " must be a string"};
+  auto s = i->get<std::string>();
+  if (s.size() > max_len)
+    return {errc::invalid_request, std::string{name} + " is too long"};
+  return std::optional<std::string>{std::move(s)};
+}
+
+std::vector<std::string> split_scope(std::string_view scope) {
+  std::vector<std::string> out;
+  while (!scope.empty()) {
+    auto sp = scope.find(' ');
+    auto s = scope.substr(0, sp);
+    if (!s.empty() && !contains(out, s))
+      out.emplace_back(s);
+    if (sp == std::string_view::npos)
+      break;
+    scope.remove_prefix(sp + 1);
+  }
+  return out;
+}
+
+std::string join_scope(const std::vector<std::string>& scopes) {
+  std::string out;
+  for (auto& s : scopes) {
+    if (!out.empty())
+      out.push_back(' ');
+    out += s;
+  }
+  return out;
+}
+
+bool valid_scope_token(std::string_view s) {
+  // RFC 6749 3.3: NQCHAR = %x21 / %x23-5B / %x5D-7E; we also bound the length.
+  if (s.empty() || s.size() > 64)
+    return false;
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return c == 0x21 || (c >= 0x23 && c <= 0x5B) || (c >= 0x5D && c <= 0x7E);
+  });
+}
+
+bool contains(const std::vector<std::string>& v, std::string_view x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+std::shared_ptr<const nlohmann::json> check_access_token(front_env& env, std::string_view token,
+                                                         std::int64_t now) {
+  if (token.empty() || token.size() > 4096)
+    return nullptr;
+  auto claims = env.token_cache.find(token, now);
+  if (!claims) {
+    auto r = env.ctx->keys->verify(token, {env.ctx->tokens.issuer, now, 0});
+    if (!r)
+      return nullptr;
+    claims = r.claims;
+    env.token_cache.insert(token, claims, (*claims)["exp"].get<std::int64_t>());
+  }
+  const auto& c = *claims;
+  auto& rev = *env.ctx->stores.revocations;
+  if (rev.is_token_revoked(c["jti"].get_ref<const std::string&>()))
+    return nullptr;
+  auto iat = c["iat"].get<std::int64_t>();
+  const auto& sub = c["sub"].get_ref<const std::string&>();
+  if (!c.contains("sid"))
+    return claims;  // client_credentials: no user, no consent
+  if (rev.cutoff(sub, "", "") >= iat)
+    return nullptr;  // user erased
+  auto client = c.value("client_id", std::string{});
+  if (client != first_party_client)
+    for (auto& s : split_scope(c.value("scope", std::string{})))
+      if (rev.cutoff(sub, client, s) >= iat)
+        return nullptr;
+  return claims;
+}
+
+result<bearer> authenticate_user(front_env& env, const request& req) {
+  auto token = bearer_token(req);
+  if (!token)
+    return {errc::invalid_token, "a Bearer access token is required"};
+  auto claims = check_access_token(env, *token, unix_now());
+  if (!claims || !claims->contains("sid"))
+    return {errc::invalid_token, "the access token is invalid, expired or revoked"};
+  bearer b;
+  b.claims = claims;
+  b.sub = (*claims)["sub"].get<std::string>();
+  b.client_id = claims->value("client_id", std::string{});
+  b.sid = (*claims)["sid"].get<std::string>();
+  b.scope = claims->value("scope", std::string{});
+  b.jti = (*claims)["jti"].get<std::string>();
+  return b;
+}
+
+bool is_admin(const front_env& env, const request& req) {
+  auto token = bearer_token(req);
+  return token && !env.options.admin_token.empty()
+         && protocols::constant_time_equal(protocols::sha256(*token),
+                                           protocols::sha256(env.options.admin_token));
+}
+
+std::string hash_client_secret(std::string_view secret) { return protocols::sha256_hex(secret); }
+
+result<authenticated_client> authenticate_client(front_env& env, const request& req,
+                                                 const fields& form) {
+  auto basic = basic_credentials(req);
+  bool has_auth_header = req.header("authorization").has_value();
+  auto form_id = find(form, "client_id");
+  auto form_secret = find(form, "client_secret");
+  std::string id, secret;
+  bool used_basic = false;
+  if (basic) {
+    if (form_secret)
+      return {errc::invalid_request, "use one client authentication method, not two"};
+    if (form_id && *form_id != basic->first)
+      return {errc::invalid_request, "client_id does not match the authenticated client"};
+    id = basic->first;
+    secret = basic->second;
+    used_basic = true;
+  } else if (has_auth_header) {
+    return {errc::invalid_client, "basic"};
+  } else if (form_id) {
+    id = std::string{*form_id};
+    if (form_secret)
+      secret = std::string{*form_secret};
+  } else {
+    return {errc::invalid_client, "client authentication is required"};
+  }
+  if (id.empty() || id.size() > 128)
+    return {errc::invalid_client, used_basic ? "basic" : "client authentication failed"};
+  auto found = env.ctx->stores.clients->find(id);
+  if (!found)
+    return {errc::temporarily_unavailable, "client store unavailable"};
+  const std::string expected = found->has_value() ? (*found)->secret_hash : std::string{};
+  bool is_public = found->has_value() && (*found)->is_public();
+  bool ok = false;
+  if (found->has_value()) {
+    if (is_public)
+      ok = secret.empty() && !used_basic;
+    else
+      ok = !secret.empty()
+           && protocols::constant_time_equal(hash_client_secret(secret), expected);
+  } else {
+    // Same work for an unknown client as for a known one.
+    protocols::constant_time_equal(hash_client_secret(secret), std::string(64, '0'));
+  }
+  if (!ok)
+    return {errc::invalid_client, used_basic ? "basic" : "client authentication failed"};
+  return authenticated_client{**found, used_basic};
+}
+
+response client_error_response(const result<authenticated_client>& r, const request& req) {
+  if (r.error() == errc::invalid_client) {
+    auto resp = error_response(401, "invalid_client", "client authentication failed");
+    if (r.description() == "basic" || req.header("authorization"))
+      resp.headers.emplace_back("WWW-Authenticate", "Basic realm=\"credo\"");
+    return resp;
+  }
+  return errc_response(r.error(), r.description());
+}
+
+}  // namespace credo::http

@@ -1,0 +1,176 @@
+#pragma once
+// Internal to http/: what the route handlers share. Not a public header of the library.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/audit_log.hpp"
+#include "actors/context.hpp"
+#include "actors/entities.hpp"
+#include "http/message.hpp"
+#include "http/service.hpp"
+#include "protocols/messages.hpp"
+#include "protocols/result.hpp"
+#include "protocols/token_cache.hpp"
+
+namespace credo::http {
+
+/// One request in flight and the way to answer it. Answering twice is a no-op.
+struct job {
+  request req;
+  int route = -1;
+  std::string opaque_token;  // introspection of a refresh token, found on the I/O thread
+  responder respond_fn;
+  bool answered = false;
+  void respond(response r);
+  protocols::origin origin() const { return {req.request_id, req.remote_ip}; }
+};
+using job_ptr = std::shared_ptr<job>;
+
+/// Everything a handler may use. Shared by the I/O threads (const use only) and front actors.
+struct front_env {
+  actors::context_ptr ctx;
+  actors::entity_handles entities;
+  service_options options;
+  protocols::verified_token_cache token_cache;
+  std::int64_t started_at = 0;
+  front_env(actors::context_ptr c, actors::entity_handles e, service_options o)
+    : ctx(std::move(c)), entities(std::move(e)), options(std::move(o)),
+      token_cache(options.token_cache_capacity) {}
+};
+
+/// The first-party public client that /auth/login issues tokens to.
+inline const std::string first_party_client = "credo";
+
+// -- responses -----------------------------------------------------------------------------------
+
+/// The status and JSON error of API.md / RFC 6749 for `code`.
+response errc_response(errc code, std::string_view description);
+/// Maps an actor reply error: credo errors keep their code, anything else (timeout, entity
+/// down) becomes 503 temporarily_unavailable.
+response actor_error_response(const caf::error& e);
+/// 200 JSON with Cache-Control: no-store and Pragma: no-cache (anything that holds a token).
+response token_response(const nlohmann::json& body);
+response no_content();
+
+// -- input ---------------------------------------------------------------------------------------
+
+/// A JSON object body: 415 unless application/json, 400 unless a JSON object (depth <= 16).
+result<nlohmann::json> json_body(const request& req);
+/// A form body: 415 unless application/x-www-form-urlencoded, 400 if malformed.
+result<fields> form_body(const request& req);
+/// String member of `body` (absent -> nullopt; present but not a string -> error).
+result<std::optional<std::string>> string_field(const nlohmann::json& body, const char* name,
+                                                std::size_t max_len);
+
+/// The response for a failed json_body/form_body/string_field (415 or 400).
+template <class T>
+response input_error(const result<T>& r) {
+  if (r.description() == "415")
+    return error_response(415, "unsupported_media_type", "unsupported content type");
+  return errc_response(r.error(), r.description());
+}
+
+// -- authentication ------------------------------------------------------------------------------
+
+/// Claims of a live access token (signature, expiry, issuer, revocation and consent cut-offs).
+std::shared_ptr<const nlohmann::json> check_access_token(front_env& env, std::string_view token,
+                                                         std::int64_t now);
+
+struct bearer {
+  std::shared_ptr<const nlohmann::json> claims;
+  std::string sub, client_id, sid, scope, jti;
+};
+/// The caller's user identity from Authorization: Bearer. 401 invalid_token otherwise.
+result<bearer> authenticate_user(front_env& env, const request& req);
+
+/// True if the request carries the admin token.
+bool is_admin(const front_env& env, const request& req);
+
+struct authenticated_client {
+  persistence::client_record client;
+  bool used_basic = false;
+};
+/// RFC 6749 2.3: client_secret_basic, client_secret_post, or none (public clients: client_id
+/// only). 401 invalid_client (with WWW-Authenticate after Basic) or 400 invalid_request.
+result<authenticated_client> authenticate_client(front_env& env, const request& req,
+                                                 const fields& form);
+response client_error_response(const result<authenticated_client>& r, const request& req);
+
+/// Hex SHA-256 of a client secret: the stored form (docs/decisions/0003-client-secrets.md).
+std::string hash_client_secret(std::string_view secret);
+
+// -- scopes --------------------------------------------------------------------------------------
+
+std::vector<std::string> split_scope(std::string_view scope);
+std::string join_scope(const std::vector<std::string>& scopes);
+bool valid_scope_token(std::string_view s);
+bool contains(const std::vector<std::string>& v, std::string_view x);
+
+// -- actor calls ---------------------------------------------------------------------------------
+
+/// Sends `msg` to `dest` with the service deadline; `on_ok(Reply&)` on success, an error
+/// response otherwise.
+template <class Reply, class Msg, class OnOk>
+void call(caf::event_based_actor* self, const front_env& env, const caf::actor& dest, Msg msg,
+          job_ptr j, OnOk on_ok) {
+  self->request(dest, env.options.deadline, std::move(msg))
+    .then([j, on_ok = std::move(on_ok)](Reply& r) mutable { on_ok(r); },
+          [j](caf::error& e) { j->respond(actor_error_response(e)); });
+}
+
+// -- route handlers (front actors) ---------------------------------------------------------------
+
+using front_self = caf::event_based_actor*;
+
+void users_create(front_self self, front_env& env, job_ptr j);
+void me_get(front_self self, front_env& env, job_ptr j);
+void me_patch(front_self self, front_env& env, job_ptr j);
+void me_delete(front_self self, front_env& env, job_ptr j);
+void me_export(front_self self, front_env& env, job_ptr j);
+
+void auth_login(front_self self, front_env& env, job_ptr j);
+void auth_logout(front_self self, front_env& env, job_ptr j);
+void sessions_list(front_self self, front_env& env, job_ptr j);
+void sessions_delete(front_self self, front_env& env, job_ptr j);
+
+void oauth_authorize(front_self self, front_env& env, job_ptr j);
+void oauth_token(front_self self, front_env& env, job_ptr j);
+void oauth_revoke(front_self self, front_env& env, job_ptr j);
+/// Refresh-token introspection (JWTs are answered inline by introspect_inline).
+void oauth_introspect_refresh(front_self self, front_env& env, job_ptr j, std::string token);
+
+void consent_grant(front_self self, front_env& env, job_ptr j);
+void consent_list(front_self self, front_env& env, job_ptr j);
+void consent_delete(front_self self, front_env& env, job_ptr j);
+
+void admin_clients_create(front_self self, front_env& env, job_ptr j);
+void admin_keys_rotate(front_self self, front_env& env, job_ptr j);
+void admin_audit(front_self self, front_env& env, job_ptr j);
+
+// -- inline handlers (I/O thread) ----------------------------------------------------------------
+
+response discovery(const front_env& env);
+response jwks(const front_env& env);
+response health_live();
+response health_ready(const front_env& env);
+response health(const front_env& env);
+response metrics(const front_env& env);
+response admin_cluster(const front_env& env);
+response admin_actors(const front_env& env);
+/// Answers JWT introspection inline; returns nullopt when the token must go to its session
+/// entity (an opaque refresh token): then `refresh_token` is set.
+std::optional<response> introspect_inline(front_env& env, const request& req,
+                                          std::string& refresh_token);
+
+/// Key rotation and start-up key loading: keeps every key that may still verify a live token.
+status rotate_signing_key(const actors::node_context& ctx, std::string* new_kid);
+status load_signing_keys(const actors::node_context& ctx);
+
+}  // namespace credo::http

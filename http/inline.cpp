@@ -1,0 +1,138 @@
+// Routes answered on the I/O thread without an actor hop: discovery, JWKS, health, metrics and
+// access-token introspection (signature + revocation set + verified-token cache).
+#include "http/front.hpp"
+#include "protocols/clock.hpp"
+
+namespace credo::http {
+
+response discovery(const front_env& env) {
+  const auto& iss = env.ctx->tokens.issuer;
+  nlohmann::json d = {
+    {"issuer", iss},
+    {"authorization_endpoint", iss + "/auth/authorize"},
+    {"token_endpoint", iss + "/auth/token"},
+    {"introspection_endpoint", iss + "/auth/introspect"},
+    {"revocation_endpoint", iss + "/auth/revoke"},
+    {"jwks_uri", iss + "/.well-known/jwks.json"},
+    {"grant_types_supported", {"authorization_code", "refresh_token", "client_credentials"}},
+    {"response_types_supported", {"code"}},
+    {"code_challenge_methods_supported", {"S256"}},
+    {"token_endpoint_auth_methods_supported", {"client_secret_basic", "client_secret_post", "none"}},
+    {"introspection_endpoint_auth_methods_supported", {"client_secret_basic", "client_secret_post"}},
+    {"revocation_endpoint_auth_methods_supported",
+     {"client_secret_basic", "client_secret_post", "none"}},
+    {"scopes_supported", {"openid", "profile"}},
+    {"authorization_response_iss_parameter_supported", true},
+  };
+  auto r = json_response(200, d.dump());
+  r.headers.emplace_back("Cache-Control", "public, max-age=300");
+  return r;
+}
+
+response jwks(const front_env& env) {
+  auto r = json_response(200, env.ctx->keys->jwks().dump());
+  r.content_type = "application/jwk-set+json";
+  r.headers.emplace_back("Cache-Control", "public, max-age=60");
+  return r;
+}
+
+response health_live() {
+  return json_response(200, nlohmann::json{{"status", "ok"}, {"timestamp", rfc3339(unix_now())}}.dump());
+}
+
+namespace {
+nlohmann::json checks() {
+  // The embedded default has no external backends; later stages report their real state here.
+  return {{"database", "disabled"}, {"redis", "disabled"}, {"kafka", "disabled"},
+          {"cluster", "disabled"}};
+}
+}  // namespace
+
+response health_ready(const front_env&) {
+  return json_response(200, nlohmann::json{{"status", "ready"},
+                                           {"checks", checks()},
+                                           {"timestamp", rfc3339(unix_now())}}
+                              .dump());
+}
+
+response health(const front_env& env) {
+  return json_response(200, nlohmann::json{{"status", "healthy"},
+                                           {"version", env.options.version},
+                                           {"uptime_seconds", unix_now() - env.started_at},
+                                           {"node", env.ctx->node_id},
+                                           {"checks", checks()},
+                                           {"timestamp", rfc3339(unix_now())}}
+                              .dump());
+}
+
+response metrics(const front_env& env) {
+  std::string out;
+  auto family = [&out](const char* name, const char* type, const char* help) {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += ' ';
+    out += type;
+    out += '\n';
+  };
+  auto sample = [&out](const std::string& name, const std::string& labels, std::int64_t v) {
+    out += name + "{" + labels + "} " + std::to_string(v) + "\n";
+  };
+  family("credo_actor_live", "gauge", "Live entity actors per kind.");
+  for (auto* s : {env.entities.session_stats.get(), env.entities.consent_stats.get()})
+    sample("credo_actor_live", "kind=\"" + s->kind + "\"", s->live.load());
+  family("credo_actor_restarts_total", "counter", "Entity restarts per kind.");
+  for (auto* s : {env.entities.session_stats.get(), env.entities.consent_stats.get()})
+    sample("credo_actor_restarts_total", "kind=\"" + s->kind + "\"", s->restarts.load());
+  family("credo_actor_failures_total", "counter", "Entity failures per kind.");
+  for (auto* s : {env.entities.session_stats.get(), env.entities.consent_stats.get()})
+    sample("credo_actor_failures_total", "kind=\"" + s->kind + "\"", s->failures.load());
+  family("credo_uptime_seconds", "gauge", "Seconds since the node started.");
+  out += "credo_uptime_seconds " + std::to_string(unix_now() - env.started_at) + "\n";
+  response r;
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  r.body = std::move(out);
+  return r;
+}
+
+std::optional<response> introspect_inline(front_env& env, const request& req,
+                                          std::string& refresh_token) {
+  auto form = form_body(req);
+  if (!form)
+    return input_error(form);
+  auto client = authenticate_client(env, req, *form);
+  if (!client)
+    return client_error_response(client, req);
+  if (client->client.is_public())
+    return error_response(401, "invalid_client", "introspection needs a confidential client");
+  auto token = find(*form, "token");
+  if (!token)
+    return errc_response(errc::invalid_request, "token is required");
+  if (std::count(token->begin(), token->end(), '.') != 2) {
+    refresh_token = std::string{*token};
+    return std::nullopt;
+  }
+  auto claims = check_access_token(env, *token, unix_now());
+  if (!claims)
+    return token_response({{"active", false}});
+  const auto& c = *claims;
+  nlohmann::json out = {{"active", true},
+                        {"sub", c["sub"]},
+                        {"client_id", c.value("client_id", "")},
+                        {"scope", c.value("scope", "")},
+                        {"exp", c["exp"]},
+                        {"iat", c["iat"]},
+                        {"jti", c["jti"]},
+                        {"iss", c["iss"]},
+                        {"token_type", "access_token"}};
+  if (c.contains("aud"))
+    out["aud"] = c["aud"];
+  if (c.contains("sid"))
+    out["sid"] = c["sid"];
+  return token_response(out);
+}
+
+}  // namespace credo::http

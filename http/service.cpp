@@ -1,0 +1,194 @@
+#include "http/service.hpp"
+
+#include <atomic>
+
+#include "http/front.hpp"
+#include "http/router.hpp"
+#include "protocols/clock.hpp"
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::http::job_ptr)
+
+namespace credo::http {
+namespace {
+
+enum route : int {
+  r_discovery,
+  r_jwks,
+  r_health_live,
+  r_health_ready,
+  r_health,
+  r_metrics,
+  r_users,
+  r_me_get,
+  r_me_patch,
+  r_me_delete,
+  r_me_export,
+  r_login,
+  r_authorize,
+  r_token,
+  r_introspect,
+  r_revoke,
+  r_logout,
+  r_sessions_list,
+  r_sessions_delete,
+  r_consent_grant,
+  r_consent_list,
+  r_consent_delete,
+  r_admin_clients,
+  r_admin_keys,
+  r_admin_cluster,
+  r_admin_actors,
+  r_admin_audit,
+};
+
+router make_router() {
+  router r;
+  r.add("GET", "/.well-known/openid-configuration", r_discovery);
+  r.add("GET", "/.well-known/oauth-authorization-server", r_discovery);
+  r.add("GET", "/.well-known/jwks.json", r_jwks);
+  r.add("GET", "/health/live", r_health_live);
+  r.add("GET", "/health/ready", r_health_ready);
+  r.add("GET", "/health", r_health);
+  r.add("GET", "/metrics", r_metrics);
+  r.add("POST", "/users", r_users);
+  r.add("GET", "/me", r_me_get);
+  r.add("PATCH", "/me", r_me_patch);
+  r.add("DELETE", "/me", r_me_delete);
+  r.add("GET", "/me/data-export", r_me_export);
+  r.add("POST", "/auth/login", r_login);
+  r.add("GET", "/auth/authorize", r_authorize);
+  r.add("POST", "/auth/token", r_token);
+  r.add("POST", "/auth/introspect", r_introspect);
+  r.add("POST", "/auth/revoke", r_revoke);
+  r.add("POST", "/auth/logout", r_logout);
+  r.add("GET", "/auth/sessions", r_sessions_list);
+  r.add("DELETE", "/auth/sessions/{id}", r_sessions_delete);
+  r.add("POST", "/auth/consent", r_consent_grant);
+  r.add("GET", "/auth/consent", r_consent_list);
+  r.add("DELETE", "/auth/consent/{client_id}/{scope}", r_consent_delete);
+  r.add("POST", "/admin/clients", r_admin_clients);
+  r.add("POST", "/admin/keys/rotate", r_admin_keys);
+  r.add("GET", "/admin/cluster", r_admin_cluster);
+  r.add("GET", "/admin/actors", r_admin_actors);
+  r.add("GET", "/admin/audit", r_admin_audit);
+  return r;
+}
+
+bool is_admin_route(int id) {
+  return id == r_admin_clients || id == r_admin_keys || id == r_admin_cluster
+         || id == r_admin_actors || id == r_admin_audit;
+}
+
+/// A front actor: runs the handler of one routed request; entity replies continue it later.
+caf::behavior front_actor(caf::event_based_actor* self, std::shared_ptr<front_env> env) {
+  return {
+    [self, env](job_ptr& j) {
+      auto id = j->route;
+      auto& e = *env;
+      try {
+        switch (id) {
+          case r_users: return users_create(self, e, j);
+          case r_me_get: return me_get(self, e, j);
+          case r_me_patch: return me_patch(self, e, j);
+          case r_me_delete: return me_delete(self, e, j);
+          case r_me_export: return me_export(self, e, j);
+          case r_login: return auth_login(self, e, j);
+          case r_authorize: return oauth_authorize(self, e, j);
+          case r_token: return oauth_token(self, e, j);
+          case r_introspect:
+            return oauth_introspect_refresh(self, e, j, j->opaque_token);
+          case r_revoke: return oauth_revoke(self, e, j);
+          case r_logout: return auth_logout(self, e, j);
+          case r_sessions_list: return sessions_list(self, e, j);
+          case r_sessions_delete: return sessions_delete(self, e, j);
+          case r_consent_grant: return consent_grant(self, e, j);
+          case r_consent_list: return consent_list(self, e, j);
+          case r_consent_delete: return consent_delete(self, e, j);
+          case r_admin_clients: return admin_clients_create(self, e, j);
+          case r_admin_keys: return admin_keys_rotate(self, e, j);
+          case r_admin_audit: return admin_audit(self, e, j);
+          default: j->respond(errc_response(errc::internal_error, "unrouted request"));
+        }
+      } catch (const std::exception&) {
+        // A handler bug must not take the front actor down with other requests in flight.
+        j->respond(errc_response(errc::internal_error, "internal error"));
+      }
+    },
+  };
+}
+
+}  // namespace
+
+struct service::impl {
+  std::shared_ptr<front_env> env;
+  router routes = make_router();
+  std::vector<caf::actor> fronts;
+  std::atomic<std::size_t> next{0};
+  caf::actor_system& sys;
+
+  impl(caf::actor_system& s, std::shared_ptr<front_env> e) : env(std::move(e)), sys(s) {}
+
+  void dispatch(request&& req, responder respond, int id, std::string opaque = {}) {
+    auto j = std::make_shared<job>();
+    j->route = id;
+    j->opaque_token = std::move(opaque);
+    j->req = std::move(req);
+    j->respond_fn = std::move(respond);
+    auto& front = fronts[next.fetch_add(1, std::memory_order_relaxed) % fronts.size()];
+    caf::anon_send(front, std::move(j));
+  }
+};
+
+service::service(caf::actor_system& sys, actors::context_ptr ctx, actors::entity_handles entities,
+                 service_options options)
+  : impl_(std::make_shared<impl>(
+    sys, std::make_shared<front_env>(std::move(ctx), std::move(entities), std::move(options)))) {
+  impl_->env->started_at = unix_now();
+  for (int i = 0; i < std::max(1, impl_->env->options.front_actors); ++i)
+    impl_->fronts.push_back(sys.spawn(front_actor, impl_->env));
+}
+
+service::~service() { shutdown(); }
+
+void service::shutdown() {
+  for (auto& f : impl_->fronts)
+    caf::anon_send_exit(f, caf::exit_reason::user_shutdown);
+  impl_->fronts.clear();
+}
+
+void service::handle(request&& req, responder respond) {
+  auto& env = *impl_->env;
+  auto m = impl_->routes.resolve(req.method, req.path);
+  if (m.result == router::match::kind::not_found)
+    return respond(error_response(404, "not_found", "no such endpoint"));
+  if (m.result == router::match::kind::method_not_allowed) {
+    auto r = error_response(405, "method_not_allowed", "method not allowed on this endpoint");
+    r.headers.emplace_back("Allow", m.allow);
+    return respond(std::move(r));
+  }
+  if (is_admin_route(m.route_id) && !is_admin(env, req))
+    return respond(errc_response(errc::invalid_token, "admin token required"));
+  req.path_params = std::move(m.params);
+  switch (m.route_id) {
+    case r_discovery: return respond(discovery(env));
+    case r_jwks: return respond(jwks(env));
+    case r_health_live: return respond(health_live());
+    case r_health_ready: return respond(health_ready(env));
+    case r_health: return respond(health(env));
+    case r_metrics: return respond(metrics(env));
+    case r_admin_cluster: return respond(admin_cluster(env));
+    case r_admin_actors: return respond(admin_actors(env));
+    case r_introspect: {
+      std::string refresh;
+      if (auto r = introspect_inline(env, req, refresh))
+        return respond(std::move(*r));
+      return impl_->dispatch(std::move(req), std::move(respond), m.route_id, std::move(refresh));
+    }
+    default:
+      if (impl_->fronts.empty())
+        return respond(errc_response(errc::temporarily_unavailable, "shutting down"));
+      return impl_->dispatch(std::move(req), std::move(respond), m.route_id);
+  }
+}
+
+}  // namespace credo::http

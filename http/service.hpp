@@ -1,0 +1,50 @@
+#pragma once
+// The Credo HTTP API: maps every route of API.md to a handler. Cheap, stateless routes and the
+// introspection fast path run inline on the I/O thread; everything that touches an entity goes
+// to a pool of front actors, which talk to the entity registries and answer through the
+// responder.
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <caf/fwd.hpp>
+
+#include "actors/context.hpp"
+#include "actors/entities.hpp"
+#include "http/message.hpp"
+#include "protocols/result.hpp"
+
+namespace credo::http {
+
+struct service_options {
+  std::string admin_token;
+  std::string version = "0.1.0";
+  int front_actors = 4;
+  std::chrono::milliseconds deadline{std::chrono::seconds{5}};  // per entity request
+  std::size_t token_cache_capacity = 100000;
+};
+
+/// Loads the signing keys from the key store into ctx.keys, creating the first key if none
+/// exists. Call once at start, before serving.
+status load_signing_keys(const actors::node_context& ctx);
+
+class service {
+ public:
+  service(caf::actor_system& sys, actors::context_ptr ctx, actors::entity_handles entities,
+          service_options options);
+  ~service();
+  service(const service&) = delete;
+  service& operator=(const service&) = delete;
+
+  /// The server's entry point; thread-safe.
+  void handle(request&& req, responder respond);
+
+  /// Stops the front actors (after the server has stopped).
+  void shutdown();
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace credo::http

@@ -1,0 +1,95 @@
+#pragma once
+// Plain data as the stores keep it. No behaviour here; invariants live in the actors that own
+// each record (session: actors/session_actor.cpp, consent: actors/consent_actor.cpp).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace credo::persistence {
+
+struct user_record {
+  std::string id;  // UUID; also the pseudonymous subject id kept in audit events
+  std::string email;  // lower-cased
+  std::string name;
+  std::string password_hash;  // Argon2id PHC string
+  std::int64_t created_at = 0;
+  std::int64_t updated_at = 0;
+};
+
+struct client_record {
+  std::string client_id;
+  std::string secret_hash;  // hex HMAC-SHA-256 of the secret; empty for public clients
+  std::vector<std::string> redirect_uris;
+  std::vector<std::string> scopes;
+  std::vector<std::string> grant_types;
+  std::int64_t created_at = 0;
+  bool is_public() const { return secret_hash.empty(); }
+};
+
+/// An access token issued from a family, kept so that revoking the family can revoke it.
+struct issued_access_token {
+  std::string jti;
+  std::int64_t exp = 0;
+};
+
+/// One grant: the refresh-token chain of a login or of one authorization-code exchange.
+struct refresh_family_record {
+  std::string family_id;  // session id for the login grant; sha256 of the code for code grants
+  std::string client_id;
+  std::string scope;  // space-separated
+  std::string current_hash;   // sha256 hex of the refresh token that may be used next
+  std::string previous_hash;  // the token it replaced (grace replay, reuse detection)
+  std::vector<std::string> used_fingerprints;  // 16-hex-char prefixes of older used tokens
+  std::int64_t rotated_at = 0;
+  std::int64_t created_at = 0;
+  std::int64_t consent_expires_at = 0;  // 0: not consent-gated or no expiry
+  bool revoked = false;
+  std::vector<issued_access_token> access_tokens;  // live ones only (pruned on write)
+};
+
+struct session_record {
+  std::string id;
+  std::string user_id;
+  std::string device;
+  std::string ip;
+  std::int64_t created_at = 0;
+  std::int64_t last_seen_at = 0;
+  std::int64_t expires_at = 0;  // absolute end of the session and of its refresh tokens
+  std::vector<refresh_family_record> families;
+};
+
+struct consent_record {
+  std::string client_id;
+  std::string scope;  // one scope per record
+  std::int64_t granted_at = 0;
+  std::int64_t expires_at = 0;  // 0: no expiry
+  std::int64_t revoked_at = 0;  // 0: not revoked
+};
+
+struct authorization_code_record {
+  std::string code_hash;
+  std::string client_id;
+  std::string redirect_uri;
+  std::string scope;
+  std::string code_challenge;
+  std::string user_id;
+  std::string session_id;
+  std::int64_t expires_at = 0;
+  std::int64_t consent_expires_at = 0;
+  bool used = false;
+};
+
+struct audit_event {
+  std::string event_id;
+  std::string type;
+  std::int64_t occurred_at_ms = 0;
+  std::string subject;
+  std::string client_id;
+  std::string session_id;
+  std::string ip;
+  std::string request_id;
+  std::string node;
+  std::string data_json = "{}";  // a JSON object, never containing secrets
+};
+
+}  // namespace credo::persistence

@@ -1,0 +1,116 @@
+#pragma once
+// Store interfaces. Services and actors depend on these only; implementations live beside them
+// (memory_stores.hpp is the embedded default). Every method is thread-safe. Failures are values:
+// errc::temporarily_unavailable for a store that cannot be reached, errc::conflict /
+// errc::email_taken for uniqueness violations, errc::not_found where stated.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "persistence/records.hpp"
+#include "protocols/jwt.hpp"
+#include "protocols/result.hpp"
+
+namespace credo::persistence {
+
+class user_store {
+ public:
+  virtual ~user_store() = default;
+  /// errc::email_taken if another user has the (lower-cased) email.
+  virtual status create(const user_record& user) = 0;
+  virtual result<std::optional<user_record>> find_by_id(const std::string& id) = 0;
+  virtual result<std::optional<user_record>> find_by_email(const std::string& email) = 0;
+  /// Replaces the record with the same id; errc::not_found if absent.
+  virtual status update(const user_record& user) = 0;
+  /// Removes the user and frees the email.
+  virtual status erase(const std::string& id) = 0;
+};
+
+class client_store {
+ public:
+  virtual ~client_store() = default;
+  /// errc::conflict if the client id exists.
+  virtual status create(const client_record& client) = 0;
+  virtual result<std::optional<client_record>> find(const std::string& client_id) = 0;
+};
+
+/// Sessions and the refresh-token index. Only the owning session actor writes a session.
+class session_store {
+ public:
+  virtual ~session_store() = default;
+  virtual result<std::optional<session_record>> load(const std::string& session_id) = 0;
+  /// Upserts the session, its per-user index entry and the refresh index for every hash in
+  /// its families (hash -> session id, kept until the session expires).
+  virtual status save(const session_record& session) = 0;
+  virtual status erase(const std::string& session_id) = 0;
+  virtual result<std::optional<std::string>> find_by_refresh_hash(const std::string& hash) = 0;
+  virtual result<std::vector<session_record>> list_for_user(const std::string& user_id) = 0;
+};
+
+class consent_store {
+ public:
+  virtual ~consent_store() = default;
+  virtual result<std::vector<consent_record>> load(const std::string& user_id) = 0;
+  /// Replaces the user's records. Only the owning consent actor writes.
+  virtual status save(const std::string& user_id, const std::vector<consent_record>& records) = 0;
+};
+
+/// Revoked access tokens and consent cut-offs, consulted on every token check.
+class revocation_store {
+ public:
+  virtual ~revocation_store() = default;
+  /// The token with this jti is inactive; the entry may be dropped after `exp`.
+  virtual status revoke_token(const std::string& jti, std::int64_t exp) = 0;
+  virtual bool is_token_revoked(const std::string& jti) = 0;
+  /// Every token for (user, client, scope) issued at or before `cutoff` is inactive. An empty
+  /// client and scope cut off every token of the user.
+  virtual status add_cutoff(const std::string& user_id, const std::string& client_id,
+                            const std::string& scope, std::int64_t cutoff) = 0;
+  /// The newest cutoff for (user, client, scope), 0 if none.
+  virtual std::int64_t cutoff(const std::string& user_id, const std::string& client_id,
+                              const std::string& scope) = 0;
+};
+
+class code_store {
+ public:
+  virtual ~code_store() = default;
+  virtual status put(const authorization_code_record& code) = 0;
+  /// Marks the code used and returns it as it was before (so `used` tells a replay). Codes are
+  /// kept until they expire so that a replay can be detected.
+  virtual result<std::optional<authorization_code_record>> consume(const std::string& hash) = 0;
+};
+
+class audit_store {
+ public:
+  virtual ~audit_store() = default;
+  virtual status append(const audit_event& event) = 0;
+  /// Newest first; empty subject means every subject.
+  virtual result<std::vector<audit_event>> query(const std::string& subject, std::size_t limit) = 0;
+  /// Removes personal data (ip) from the subject's events; the pseudonymous subject id stays.
+  virtual status scrub_subject(const std::string& subject) = 0;
+};
+
+class key_store {
+ public:
+  virtual ~key_store() = default;
+  virtual result<std::vector<protocols::signing_key_record>> load_all() = 0;
+  /// Upserts by kid.
+  virtual status save(const protocols::signing_key_record& key) = 0;
+  virtual status erase(const std::string& kid) = 0;
+};
+
+/// Every store a node uses, chosen at start from configuration.
+struct stores {
+  std::shared_ptr<user_store> users;
+  std::shared_ptr<client_store> clients;
+  std::shared_ptr<session_store> sessions;
+  std::shared_ptr<consent_store> consents;
+  std::shared_ptr<revocation_store> revocations;
+  std::shared_ptr<code_store> codes;
+  std::shared_ptr<audit_store> audit;
+  std::shared_ptr<key_store> keys;
+};
+
+}  // namespace credo::persistence

@@ -1,0 +1,253 @@
+#pragma once
+// Every message exchanged between front actors and entity actors, locally today and between
+// nodes once the cluster lands. Plain structs with inspect(); one type-id block (credo_types).
+// Replies that fail carry a caf::error made from credo::errc (CAF_ERROR_CODE_ENUM below).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/type_id.hpp>
+
+#include "persistence/records.hpp"
+#include "protocols/errc.hpp"
+
+CAF_ERROR_CODE_ENUM(credo::errc, "credo")
+
+namespace credo::protocols {
+
+/// Who caused a change, for the audit event it emits.
+struct origin {
+  std::string request_id;
+  std::string ip;
+};
+
+/// Tokens handed to a client. `refresh_token` is empty for client_credentials.
+struct token_grant {
+  std::string access_token;
+  std::string refresh_token;
+  std::string scope;
+  std::string session_id;
+  std::string jti;
+  std::int64_t expires_in = 0;
+};
+
+// -- session entity (key: session_id) -----------------------------------------------------------
+
+/// Creates the session and its login grant (family id = session id). Reply: token_grant.
+struct session_open {
+  std::string session_id;
+  std::string user_id;
+  std::string client_id;
+  std::string scope;
+  std::string device;
+  origin from;
+};
+
+/// Adds the grant of an authorization-code exchange. Reply: token_grant.
+struct session_add_family {
+  std::string session_id;
+  std::string family_id;
+  std::string client_id;
+  std::string scope;
+  std::int64_t consent_expires_at = 0;
+  origin from;
+};
+
+/// Rotates a refresh token. Reply: token_grant, or errc::invalid_grant (reuse revokes the family).
+struct session_refresh {
+  std::string session_id;
+  std::string refresh_hash;
+  std::string client_id;  // authenticated client; must own the family
+  origin from;
+};
+
+/// Ends the session: every family revoked, every access token revoked. Reply: bool (true if it
+/// existed).
+struct session_end {
+  std::string session_id;
+  std::string reason;  // "logout", "deleted", "password_changed", "user_erased", ...
+  origin from;
+};
+
+/// Revokes one family, found by refresh hash (RFC 7009) or by family id (code replay).
+/// Reply: bool (true if something was revoked).
+struct session_revoke_family {
+  std::string session_id;
+  std::string refresh_hash;
+  std::string family_id;
+  std::string client_id;  // empty: any client (internal callers)
+  origin from;
+};
+
+/// RFC 7662 view of a refresh token. Reply: refresh_info.
+struct session_inspect_refresh {
+  std::string session_id;
+  std::string refresh_hash;
+};
+
+struct refresh_info {
+  bool active = false;
+  std::string sub;
+  std::string client_id;
+  std::string scope;
+  std::string session_id;
+  std::int64_t iat = 0;
+  std::int64_t exp = 0;
+};
+
+// -- consent entity (key: user_id) ---------------------------------------------------------------
+
+/// Reply: consent_list with the records now in force for that client.
+struct consent_grant {
+  std::string user_id;
+  std::string client_id;
+  std::vector<std::string> scopes;
+  std::int64_t expires_in = 0;  // 0: no expiry
+  origin from;
+};
+
+/// Reply: consent_list with every record of the user.
+struct consent_query {
+  std::string user_id;
+};
+
+/// Reply: bool; errc::not_found if nothing active matched.
+struct consent_revoke {
+  std::string user_id;
+  std::string client_id;
+  std::string scope;
+  origin from;
+};
+
+/// Reply: consent_check_result.
+struct consent_check {
+  std::string user_id;
+  std::string client_id;
+  std::vector<std::string> scopes;
+};
+
+/// Removes every record (user erased). Reply: bool.
+struct consent_erase {
+  std::string user_id;
+  origin from;
+};
+
+struct consent_list {
+  std::vector<persistence::consent_record> records;
+};
+
+struct consent_check_result {
+  bool granted = false;
+  std::vector<std::string> missing;
+  std::int64_t expires_at = 0;  // earliest expiry among the checked scopes, 0: none
+};
+
+// -- inspect -------------------------------------------------------------------------------------
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, origin& x) {
+  return f(caf::meta::type_name("origin"), x.request_id, x.ip);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, token_grant& x) {
+  return f(caf::meta::type_name("token_grant"), x.access_token, x.refresh_token, x.scope,
+           x.session_id, x.jti, x.expires_in);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session_open& x) {
+  return f(caf::meta::type_name("session_open"), x.session_id, x.user_id, x.client_id, x.scope,
+           x.device, x.from);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session_add_family& x) {
+  return f(caf::meta::type_name("session_add_family"), x.session_id, x.family_id, x.client_id,
+           x.scope, x.consent_expires_at, x.from);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session_refresh& x) {
+  return f(caf::meta::type_name("session_refresh"), x.session_id, x.refresh_hash, x.client_id,
+           x.from);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session_end& x) {
+  return f(caf::meta::type_name("session_end"), x.session_id, x.reason, x.from);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session_revoke_family& x) {
+  return f(caf::meta::type_name("session_revoke_family"), x.session_id, x.refresh_hash,
+           x.family_id, x.client_id, x.from);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session_inspect_refresh& x) {
+  return f(caf::meta::type_name("session_inspect_refresh"), x.session_id, x.refresh_hash);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, refresh_info& x) {
+  return f(caf::meta::type_name("refresh_info"), x.active, x.sub, x.client_id, x.scope,
+           x.session_id, x.iat, x.exp);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, consent_grant& x) {
+  return f(caf::meta::type_name("consent_grant"), x.user_id, x.client_id, x.scopes, x.expires_in,
+           x.from);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, consent_query& x) {
+  return f(caf::meta::type_name("consent_query"), x.user_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, consent_revoke& x) {
+  return f(caf::meta::type_name("consent_revoke"), x.user_id, x.client_id, x.scope, x.from);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, consent_check& x) {
+  return f(caf::meta::type_name("consent_check"), x.user_id, x.client_id, x.scopes);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, consent_erase& x) {
+  return f(caf::meta::type_name("consent_erase"), x.user_id, x.from);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, consent_list& x) {
+  return f(caf::meta::type_name("consent_list"), x.records);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, consent_check_result& x) {
+  return f(caf::meta::type_name("consent_check_result"), x.granted, x.missing, x.expires_at);
+}
+
+}  // namespace credo::protocols
+
+namespace credo::persistence {
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, consent_record& x) {
+  return f(caf::meta::type_name("consent_record"), x.client_id, x.scope, x.granted_at,
+           x.expires_at, x.revoked_at);
+}
+}  // namespace credo::persistence
+
+CAF_BEGIN_TYPE_ID_BLOCK(credo_types, caf::first_custom_type_id)
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::origin))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::token_grant))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::session_open))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::session_add_family))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::session_refresh))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::session_end))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::session_revoke_family))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::session_inspect_refresh))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::refresh_info))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::consent_grant))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::consent_query))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::consent_revoke))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::consent_check))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::consent_erase))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::consent_list))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::consent_check_result))
+  CAF_ADD_TYPE_ID(credo_types, (credo::persistence::consent_record))
+  CAF_ADD_ATOM(credo_types, credo::protocols, passivate_atom, "passivate")
+  CAF_ADD_ATOM(credo_types, credo::protocols, hash_password_atom, "hashpw")
+  CAF_ADD_ATOM(credo_types, credo::protocols, verify_password_atom, "verifypw")
+CAF_END_TYPE_ID_BLOCK(credo_types)
