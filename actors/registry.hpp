@@ -77,6 +77,15 @@ caf::behavior make_registry(registry_actor* self, entity_factory factory,
                             std::shared_ptr<supervisor_stats> stats, registry_options options,
                             KeyOf key_of) {
   self->set_down_handler([=](caf::down_msg& msg) { detail::on_down(self, *stats, options, msg); });
+  // Children are monitored, not linked (a child failure must not take the registry down), so
+  // the registry stops them itself when it is told to exit.
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    for (auto& [key, child] : self->state.children)
+      self->send_exit(child, msg.reason);
+    self->state.children.clear();
+    self->state.keys.clear();
+    self->quit(msg.reason);
+  });
   return {
     [=](Ts& msg) { detail::forward(self, factory, *stats, options, key_of(msg), msg); }...,
     [=](protocols::passivate_atom, const std::string& key) {

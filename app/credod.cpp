@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
       "CREDO_CLUSTER");
   env(app.add_option("--seeds", opt.seeds, "cluster seed addresses HOST:PORT,..."), "CREDO_SEEDS");
   env(app.add_option("--access-token-ttl", opt.access_token_ttl, "access token life, seconds")
-        ->check(CLI::Range(std::int64_t{5}, std::int64_t{86400})),
+        ->check(CLI::Range(std::int64_t{1}, std::int64_t{86400})),
       "CREDO_ACCESS_TOKEN_TTL");
   env(app.add_option("--refresh-grace-seconds", opt.refresh_grace_seconds,
                      "replay window that returns the same successor pair")

@@ -360,6 +360,35 @@ TEST(server, head_and_no_content_responses_have_no_body) {
   EXPECT_EQ(after[bhttp::field::content_length], "10");
 }
 
+TEST(server, slow_request_times_out) {
+  auto o = test_options();
+  o.read_timeout = 1s;
+  server srv(o, ok_handler());
+  srv.start();
+  client c(srv.port());
+  c.send("GET / HTTP/1.1\r\nHost: t\r\n");  // never finished
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c.closed_by_peer(5s));
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, 900ms);
+  EXPECT_LT(took, 3s);
+}
+
+TEST(server, idle_keep_alive_connection_times_out) {
+  auto o = test_options();
+  o.read_timeout = 30s;
+  o.idle_timeout = 1s;
+  server srv(o, ok_handler());
+  srv.start();
+  client c(srv.port());
+  EXPECT_EQ(c.round_trip("GET / HTTP/1.1\r\nHost: t\r\n\r\n").result_int(), 200);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c.closed_by_peer(5s));
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, 900ms);
+  EXPECT_LT(took, 3s);
+}
+
 TEST(server, max_connections_refuses_the_extra_one) {
   auto o = test_options();
   o.max_connections = 1;

@@ -1,0 +1,182 @@
+// Contract tests for the store interfaces. Every implementation is instantiated with the same
+// assertions (INSTANTIATE_TEST_SUITE_P below); the durable stores join the list as they land.
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "persistence/memory_stores.hpp"
+#include "protocols/clock.hpp"
+
+namespace {
+
+using namespace credo;
+using namespace credo::persistence;
+
+struct backend {
+  std::string name;
+  std::function<stores()> make;
+};
+
+class store_contract : public ::testing::TestWithParam<backend> {
+ protected:
+  void SetUp() override { s = GetParam().make(); }
+  stores s;
+};
+
+user_record user(const std::string& id, const std::string& email) {
+  user_record u;
+  u.id = id;
+  u.email = email;
+  u.name = "n";
+  u.password_hash = "h";
+  u.created_at = u.updated_at = 1;
+  return u;
+}
+
+TEST_P(store_contract, users_unique_email_and_lookup) {
+  ASSERT_TRUE(s.users->create(user("u1", "a@x.io")));
+  auto dup = s.users->create(user("u2", "a@x.io"));
+  EXPECT_EQ(dup.error(), errc::email_taken);
+  auto by_email = s.users->find_by_email("a@x.io");
+  ASSERT_TRUE(by_email && by_email->has_value());
+  EXPECT_EQ((*by_email)->id, "u1");
+  auto missing = s.users->find_by_id("nope");
+  ASSERT_TRUE(missing);
+  EXPECT_FALSE(missing->has_value());
+}
+
+TEST_P(store_contract, users_update_and_erase_free_the_email) {
+  ASSERT_TRUE(s.users->create(user("u1", "a@x.io")));
+  auto u = user("u1", "b@x.io");
+  ASSERT_TRUE(s.users->update(u));
+  EXPECT_FALSE(s.users->find_by_email("a@x.io")->has_value());
+  ASSERT_TRUE(s.users->erase("u1"));
+  EXPECT_FALSE(s.users->find_by_id("u1")->has_value());
+  EXPECT_TRUE(s.users->create(user("u3", "b@x.io")));
+  EXPECT_EQ(s.users->update(user("ghost", "g@x.io")).error(), errc::not_found);
+}
+
+TEST_P(store_contract, clients_conflict_on_duplicate_id) {
+  client_record c;
+  c.client_id = "app";
+  ASSERT_TRUE(s.clients->create(c));
+  EXPECT_EQ(s.clients->create(c).error(), errc::conflict);
+  EXPECT_TRUE(s.clients->find("app")->has_value());
+  EXPECT_FALSE(s.clients->find("other")->has_value());
+}
+
+TEST_P(store_contract, sessions_index_every_refresh_hash_and_user) {
+  session_record r;
+  r.id = "s1";
+  r.user_id = "u1";
+  r.expires_at = unix_now() + 100;
+  refresh_family_record f;
+  f.family_id = "s1";
+  f.current_hash = "h2";
+  f.previous_hash = "h1";
+  r.families.push_back(f);
+  ASSERT_TRUE(s.sessions->save(r));
+  EXPECT_EQ(**s.sessions->find_by_refresh_hash("h1"), "s1");
+  EXPECT_EQ(**s.sessions->find_by_refresh_hash("h2"), "s1");
+  EXPECT_FALSE(s.sessions->find_by_refresh_hash("h3")->has_value());
+  EXPECT_EQ(s.sessions->list_for_user("u1")->size(), 1u);
+  ASSERT_TRUE(s.sessions->erase("s1"));
+  EXPECT_FALSE(s.sessions->load("s1")->has_value());
+  EXPECT_TRUE(s.sessions->list_for_user("u1")->empty());
+}
+
+TEST_P(store_contract, expired_sessions_do_not_resolve_refresh_hashes) {
+  session_record r;
+  r.id = "old";
+  r.user_id = "u1";
+  r.expires_at = unix_now() - 1;
+  refresh_family_record f;
+  f.current_hash = "hx";
+  r.families.push_back(f);
+  ASSERT_TRUE(s.sessions->save(r));
+  EXPECT_FALSE(s.sessions->find_by_refresh_hash("hx")->has_value());
+}
+
+TEST_P(store_contract, consents_replace_per_user) {
+  ASSERT_TRUE(s.consents->save("u1", {{"app", "read", 1, 0, 0}}));
+  EXPECT_EQ(s.consents->load("u1")->size(), 1u);
+  ASSERT_TRUE(s.consents->save("u1", {}));
+  EXPECT_TRUE(s.consents->load("u1")->empty());
+  EXPECT_TRUE(s.consents->load("nobody")->empty());
+}
+
+TEST_P(store_contract, revocations_and_cutoffs) {
+  ASSERT_TRUE(s.revocations->revoke_token("j1", unix_now() + 60));
+  EXPECT_TRUE(s.revocations->is_token_revoked("j1"));
+  EXPECT_FALSE(s.revocations->is_token_revoked("j2"));
+  EXPECT_EQ(s.revocations->cutoff("u", "c", "s"), 0);
+  ASSERT_TRUE(s.revocations->add_cutoff("u", "c", "s", 50));
+  ASSERT_TRUE(s.revocations->add_cutoff("u", "c", "s", 40));  // never moves backwards
+  EXPECT_EQ(s.revocations->cutoff("u", "c", "s"), 50);
+  EXPECT_EQ(s.revocations->cutoff("u", "c", "t"), 0);
+}
+
+TEST_P(store_contract, codes_are_consumed_once) {
+  authorization_code_record c;
+  c.code_hash = "ch";
+  c.expires_at = unix_now() + 60;
+  ASSERT_TRUE(s.codes->put(c));
+  auto first = s.codes->consume("ch");
+  ASSERT_TRUE(first && first->has_value());
+  EXPECT_FALSE((*first)->used);
+  auto second = s.codes->consume("ch");
+  ASSERT_TRUE(second && second->has_value());
+  EXPECT_TRUE((*second)->used);
+  EXPECT_FALSE(s.codes->consume("other")->has_value());
+}
+
+TEST_P(store_contract, audit_newest_first_filtered_and_scrubbed) {
+  for (int i = 0; i < 5; ++i) {
+    audit_event e;
+    e.event_id = std::to_string(i);
+    e.subject = i % 2 ? "u1" : "u2";
+    e.ip = "10.0.0.1";
+    ASSERT_TRUE(s.audit->append(e));
+  }
+  auto all = s.audit->query("", 10);
+  ASSERT_EQ(all->size(), 5u);
+  EXPECT_EQ(all->front().event_id, "4");
+  auto u1 = s.audit->query("u1", 1);
+  ASSERT_EQ(u1->size(), 1u);
+  EXPECT_EQ(u1->front().event_id, "3");
+  ASSERT_TRUE(s.audit->scrub_subject("u1"));
+  for (auto& e : *s.audit->query("u1", 10))
+    EXPECT_TRUE(e.ip.empty());
+  for (auto& e : *s.audit->query("u2", 10))
+    EXPECT_EQ(e.ip, "10.0.0.1");
+}
+
+TEST_P(store_contract, keys_upsert_and_erase) {
+  protocols::signing_key_record k{"k1", "pem", 1, 0};
+  ASSERT_TRUE(s.keys->save(k));
+  k.retired_at = 5;
+  ASSERT_TRUE(s.keys->save(k));
+  auto all = s.keys->load_all();
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ(all->front().retired_at, 5);
+  ASSERT_TRUE(s.keys->erase("k1"));
+  EXPECT_TRUE(s.keys->load_all()->empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(backends, store_contract,
+                         ::testing::Values(backend{"memory", [] { return make_memory_stores(); }}),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(memory_audit_store, keeps_a_bounded_window) {
+  auto s = make_memory_stores(3);
+  for (int i = 0; i < 10; ++i) {
+    audit_event e;
+    e.event_id = std::to_string(i);
+    s.audit->append(e);
+  }
+  auto all = s.audit->query("", 100);
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ(all->front().event_id, "9");
+}
+
+}  // namespace
