@@ -84,47 +84,13 @@ response no_content() {
   return r;
 }
 
-namespace {
-
-// Bounds nesting before parsing, so a hostile body cannot exhaust the stack.
-bool depth_ok(std::string_view body, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : body) {
-    if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (c == '\\')
-        escaped = true;
-      else if (c == '"')
-        in_string = false;
-      continue;
-    }
-    if (c == '"')
-      in_string = true;
-    else if (c == '{' || c == '[') {
-      if (++depth > max_depth)
-        return false;
-    } else if (c == '}' || c == ']')
-      --depth;
-  }
-  return true;
-}
-
-}  // namespace
-
 result<nlohmann::json> json_body(const request& req) {
   if (media_type(req) != "application/json")
     return {errc::invalid_request, "415"};
-  if (!depth_ok(req.body, 16))
-    return {errc::invalid_request, "JSON nesting is too deep"};
-  auto j = nlohmann::json::parse(req.body, nullptr, false);
-  if (j.is_discarded())
-    return {errc::invalid_request, "body is not valid JSON"};
-  if (!j.is_object())
-    return {errc::invalid_request, "body must be a JSON object"};
-  return j;
+  auto j = parse_json_object(req.body, 16);
+  if (!j)
+    return {errc::invalid_request, "body must be a JSON object (at most 16 levels deep)"};
+  return std::move(*j);
 }
 
 result<fields> form_body(const request& req) {

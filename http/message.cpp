@@ -233,3 +233,44 @@ std::optional<std::pair<std::string, std::string>> basic_credentials(const reque
 }
 
 }  // namespace credo::http
+
+namespace credo::http {
+namespace {
+
+bool depth_ok(std::string_view body, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : body) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"')
+      in_string = true;
+    else if (c == '{' || c == '[') {
+      if (++depth > max_depth)
+        return false;
+    } else if (c == '}' || c == ']')
+      --depth;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<nlohmann::json> parse_json_object(std::string_view body, int max_depth) {
+  if (!depth_ok(body, max_depth))
+    return std::nullopt;
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return std::nullopt;
+  return j;
+}
+
+}  // namespace credo::http

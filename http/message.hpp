@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace credo::http {
 
 using fields = std::vector<std::pair<std::string, std::string>>;
@@ -37,7 +39,8 @@ struct response {
   std::string body;
 };
 
-/// Called exactly once per request, from any thread.
+/// Call once per request, from any thread; further calls are ignored. It keeps the connection
+/// alive until called or destroyed, and stays safe to call after the server has stopped.
 using responder = std::function<void(response)>;
 /// Entry point the server calls for every parsed request. It may answer inline or later.
 using handler = std::function<void(request&&, responder)>;
@@ -49,6 +52,10 @@ response json_response(int status, std::string body);
 
 /// Media type of the request without parameters, lower-cased ("application/json").
 std::string media_type(const request& req);
+
+/// A JSON object body. nullopt if the text is not JSON, not an object, or nests arrays/objects
+/// deeper than `max_depth` (checked before parsing, so hostile nesting costs no stack).
+std::optional<nlohmann::json> parse_json_object(std::string_view body, int max_depth);
 
 /// application/x-www-form-urlencoded. nullopt on malformed percent-encoding or a repeated key
 /// (RFC 6749 section 3.2: parameters must not be included more than once).

@@ -22,8 +22,16 @@ struct server_options {
 };
 
 /// Accepts connections, parses requests with limits, answers protocol errors itself (400, 413,
-/// 431, 408) and hands every well-formed request to the handler. Adds X-Request-ID to every
-/// response. Responses on one connection go out in request order.
+/// 431, each followed by closing the connection; a connection that times out is closed without
+/// an answer) and hands every well-formed request to the handler. Adds X-Request-ID,
+/// Content-Length and Connection to every response. One request at a time per connection, so
+/// responses go out in request order.
+///
+/// Threading: the handler runs on an I/O thread and must not block; it may answer inline or later
+/// from any thread. The server owns the framing headers (Content-Length, Transfer-Encoding,
+/// Connection, X-Request-ID, Content-Type comes from response::content_type); handler headers
+/// with those names, or with CR/LF/NUL in them, are dropped. Bodies of 204/304 and HEAD answers
+/// are not sent.
 class server {
  public:
   server(server_options options, handler h);
@@ -36,8 +44,10 @@ class server {
   void start();
   /// The bound port (useful with port 0). Valid after start().
   std::uint16_t port() const;
-  /// Stops accepting, lets in-flight requests finish for up to `grace`, then closes everything
-  /// and joins the I/O threads. Idempotent.
+  /// Stops accepting, closes idle connections, lets in-flight requests (handler called, answer
+  /// not yet written) finish for up to `grace`, then closes everything and joins the I/O
+  /// threads. Answers given after that are dropped. Idempotent; called by the destructor. Must
+  /// not be called from an I/O thread (that is, from inside the handler).
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds{5000});
 
  private:

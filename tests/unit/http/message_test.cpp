@@ -186,3 +186,26 @@ TEST(request, accessors) {
 
 }  // namespace
 }  // namespace credo::http
+
+namespace credo::http {
+namespace {
+
+TEST(parse_json_object, accepts_objects_only) {
+  EXPECT_TRUE(parse_json_object(R"({"a":[1,{"b":"}]"}]})", 16));
+  EXPECT_FALSE(parse_json_object("[1,2]", 16));
+  EXPECT_FALSE(parse_json_object("\"s\"", 16));
+  EXPECT_FALSE(parse_json_object("{\"a\":", 16));
+  EXPECT_FALSE(parse_json_object("", 16));
+}
+
+TEST(parse_json_object, bounds_nesting_before_parsing) {
+  std::string deep = "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  EXPECT_FALSE(parse_json_object(deep, 16));
+  std::string ok = "{\"a\":" + std::string(15, '[') + std::string(15, ']') + "}";
+  EXPECT_TRUE(parse_json_object(ok, 16));
+  // Brackets inside strings do not count.
+  EXPECT_TRUE(parse_json_object("{\"a\":\"" + std::string(100, '[') + "\"}", 16));
+}
+
+}  // namespace
+}  // namespace credo::http

@@ -475,8 +475,12 @@ TEST(server, stop_without_start_and_destructor_stop) {
   }  // destructor stops
 }
 
-TEST(server, many_concurrent_clients) {
+class server_threads : public ::testing::TestWithParam<int> {};
+
+// io_threads == 1 runs sessions without a strand; answers from other threads must still be safe.
+TEST_P(server_threads, many_concurrent_clients) {
   auto o = test_options();
+  o.io_threads = GetParam();
   server srv(o, [](request&& req, responder respond) {
     // Half answered inline, half from a detached thread.
     if (req.path == "/async") {
@@ -502,6 +506,8 @@ TEST(server, many_concurrent_clients) {
   for (auto& t : clients) t.join();
   EXPECT_EQ(ok.load(), 400);
 }
+
+INSTANTIATE_TEST_SUITE_P(io_threads, server_threads, ::testing::Values(1, 2, 4));
 
 }  // namespace
 }  // namespace credo::http

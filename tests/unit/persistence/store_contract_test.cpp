@@ -145,9 +145,11 @@ TEST_P(store_contract, audit_newest_first_filtered_and_scrubbed) {
   ASSERT_EQ(u1->size(), 1u);
   EXPECT_EQ(u1->front().event_id, "3");
   ASSERT_TRUE(s.audit->scrub_subject("u1"));
-  for (auto& e : *s.audit->query("u1", 10))
+  auto scrubbed = s.audit->query("u1", 10);  // named: a range-for over *temporary dangles
+  for (auto& e : *scrubbed)
     EXPECT_TRUE(e.ip.empty());
-  for (auto& e : *s.audit->query("u2", 10))
+  auto kept = s.audit->query("u2", 10);
+  for (auto& e : *kept)
     EXPECT_EQ(e.ip, "10.0.0.1");
 }
 
