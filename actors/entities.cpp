@@ -24,7 +24,9 @@ struct key_fn {
   }
 };
 
-caf::behavior hasher(caf::event_based_actor*) {
+// Spawned functions always take an argument: CAF 0.17.6's init_fun_factory dereferences a null
+// tuple pointer for argument-less functions (UBSan reports it).
+caf::behavior hasher(caf::event_based_actor*, int /*worker*/) {
   return {
     [](protocols::hash_password_atom, const std::string& password) {
       return protocols::hash_password(password);
@@ -51,19 +53,26 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
     return reg->spawn<caf::monitored>(consent_entity, ctx, key,
                                       caf::actor_cast<caf::actor>(reg), idle);
   };
-  h.sessions = sys.spawn([=](registry_actor* self) {
-    return make_registry<protocols::session_open, protocols::session_add_family,
-                         protocols::session_refresh, protocols::session_end,
-                         protocols::session_revoke_family, protocols::session_inspect_refresh>(
-      self, sessions, h.session_stats, options, key_fn{});
-  });
-  h.consents = sys.spawn([=](registry_actor* self) {
-    return make_registry<protocols::consent_grant, protocols::consent_query,
-                         protocols::consent_revoke, protocols::consent_check,
-                         protocols::consent_erase>(self, consents, h.consent_stats, options,
-                                                   key_fn{});
-  });
-  auto factory = [&sys] { return sys.spawn<caf::detached>(hasher); };
+  h.sessions = sys.spawn(
+    [](registry_actor* self, entity_factory f, std::shared_ptr<supervisor_stats> stats,
+       registry_options o) {
+      return make_registry<protocols::session_open, protocols::session_add_family,
+                           protocols::session_refresh, protocols::session_end,
+                           protocols::session_revoke_family, protocols::session_inspect_refresh>(
+        self, std::move(f), std::move(stats), o, key_fn{});
+    },
+    sessions, h.session_stats, options);
+  h.consents = sys.spawn(
+    [](registry_actor* self, entity_factory f, std::shared_ptr<supervisor_stats> stats,
+       registry_options o) {
+      return make_registry<protocols::consent_grant, protocols::consent_query,
+                           protocols::consent_revoke, protocols::consent_check,
+                           protocols::consent_erase>(self, std::move(f), std::move(stats), o,
+                                                     key_fn{});
+    },
+    consents, h.consent_stats, options);
+  auto worker = std::make_shared<int>(0);
+  auto factory = [&sys, worker] { return sys.spawn<caf::detached>(hasher, ++*worker); };
   h.hasher = caf::actor_pool::make(sys.dummy_execution_unit(),
                                    static_cast<std::size_t>(std::max(1, hasher_threads)), factory,
                                    caf::actor_pool::round_robin());

@@ -23,9 +23,10 @@ refresh_outcome decide_refresh(const persistence::refresh_family_record& family,
     return refresh_outcome::invalid;
   if (presented_hash == family.current_hash)
     return refresh_outcome::rotate;
-  if (presented_hash == family.previous_hash && grace_seconds > 0 && successor_cached
+  if (presented_hash == family.previous_hash && grace_seconds > 0
       && now - family.rotated_at <= grace_seconds)
-    return refresh_outcome::grace_replay;
+    // Without the cached successor (entity restarted) the replay is refused, not punished.
+    return successor_cached ? refresh_outcome::grace_replay : refresh_outcome::invalid;
   if (family_knows(family, presented_hash))
     return refresh_outcome::reuse;
   return refresh_outcome::invalid;

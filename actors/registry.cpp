@@ -24,14 +24,27 @@ caf::actor activate(registry_actor* self, const entity_factory& factory, supervi
   return child;
 }
 
-void on_down(registry_actor* self, supervisor_stats& stats, const registry_options& options,
-             const caf::down_msg& msg) {
+void on_down(registry_actor* self, const entity_factory& factory, supervisor_stats& stats,
+             const registry_options& options, const caf::down_msg& msg) {
   auto& st = self->state;
   auto k = st.keys.find(msg.source);
   if (k == st.keys.end())
-    return;  // passivated earlier
+    return;
   auto key = k->second;
   st.keys.erase(k);
+  if (auto s = st.stopping.find(key); s != st.stopping.end() && s->second == msg.source) {
+    // A passivated entity is gone: messages held meanwhile go to a fresh activation.
+    st.stopping.erase(s);
+    auto h = st.held.find(key);
+    if (h != st.held.end()) {
+      auto held = std::move(h->second);
+      st.held.erase(h);
+      auto child = activate(self, factory, stats, options, key);
+      for (auto& deliver : held)
+        deliver(child);
+    }
+    return;
+  }
   st.children.erase(key);
   stats.live = static_cast<std::int64_t>(st.children.size());
   if (!msg.reason || msg.reason == caf::exit_reason::normal)

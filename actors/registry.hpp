@@ -6,10 +6,12 @@
 //   message; the requests queued in its mailbox get an error reply (503 at the front);
 // - more than `max_restarts` failures of one key within `restart_window` quarantine the key
 //   for `quarantine` (answers errc::temporarily_unavailable);
-// - an idle entity asks to passivate; the registry stops routing to it first, so no message is
-//   lost between the decision and the exit.
+// - an idle entity asks to passivate; the registry stops routing to it first and holds new
+//   messages for the key until the old entity is gone, so no message is lost and two copies of
+//   one entity never run at once (the new copy loads what the old one wrote).
 #include <chrono>
 #include <deque>
+#include <vector>
 #include <functional>
 #include <map>
 #include <memory>
@@ -41,6 +43,9 @@ struct registry_state {
   std::unordered_map<std::string, std::deque<caf::actor_clock::time_point>> failures;
   std::unordered_map<std::string, caf::actor_clock::time_point> quarantined_until;
   std::unordered_map<std::string, bool> restarting;  // failed; next activation is a restart
+  // Passivating entities and the messages that arrived for their keys meanwhile.
+  std::unordered_map<std::string, caf::actor_addr> stopping;
+  std::unordered_map<std::string, std::vector<std::function<void(const caf::actor&)>>> held;
   static inline const char* name = "entity_registry";
 };
 
@@ -52,13 +57,31 @@ caf::actor activate(registry_actor* self, const entity_factory& factory,
                     supervisor_stats& stats, const registry_options& options,
                     const std::string& key);
 
-void on_down(registry_actor* self, supervisor_stats& stats, const registry_options& options,
-             const caf::down_msg& msg);
+void on_down(registry_actor* self, const entity_factory& factory, supervisor_stats& stats,
+             const registry_options& options, const caf::down_msg& msg);
+
+/// Bound on messages held for one passivating key.
+inline constexpr std::size_t max_held = 10000;
 
 template <class T>
 void forward(registry_actor* self, const entity_factory& factory, supervisor_stats& stats,
              const registry_options& options, const std::string& key, T& msg) {
   stats.observe_mailbox(static_cast<std::int64_t>(self->mailbox().size()));
+  if (self->state.stopping.count(key)) {
+    auto& held = self->state.held[key];
+    auto rp = self->make_response_promise();
+    if (held.size() >= max_held) {
+      rp.deliver(caf::make_error(errc::temporarily_unavailable, "entity is restarting"));
+      return;
+    }
+    held.emplace_back([rp, msg](const caf::actor& child) mutable {
+      if (child)
+        rp.delegate(child, std::move(msg));
+      else
+        rp.deliver(caf::make_error(errc::temporarily_unavailable, "entity quarantined"));
+    });
+    return;
+  }
   auto child = activate(self, factory, stats, options, key);
   if (!child) {
     self->make_response_promise().deliver(
@@ -76,7 +99,8 @@ template <class... Ts, class KeyOf>
 caf::behavior make_registry(registry_actor* self, entity_factory factory,
                             std::shared_ptr<supervisor_stats> stats, registry_options options,
                             KeyOf key_of) {
-  self->set_down_handler([=](caf::down_msg& msg) { detail::on_down(self, *stats, options, msg); });
+  self->set_down_handler(
+    [=](caf::down_msg& msg) { detail::on_down(self, factory, *stats, options, msg); });
   // Children are monitored, not linked (a child failure must not take the registry down), so
   // the registry stops them itself when it is told to exit.
   self->set_exit_handler([=](caf::exit_msg& msg) {
@@ -84,6 +108,7 @@ caf::behavior make_registry(registry_actor* self, entity_factory factory,
       self->send_exit(child, msg.reason);
     self->state.children.clear();
     self->state.keys.clear();
+    self->state.held.clear();
     self->quit(msg.reason);
   });
   return {
@@ -92,7 +117,8 @@ caf::behavior make_registry(registry_actor* self, entity_factory factory,
       auto i = self->state.children.find(key);
       if (i == self->state.children.end() || i->second.address() != self->current_sender())
         return false;
-      self->state.keys.erase(i->second.address());
+      // Still in `keys`: its down message ends the stop and releases held messages.
+      self->state.stopping.emplace(key, i->second.address());
       self->state.children.erase(i);
       stats->live = static_cast<std::int64_t>(self->state.children.size());
       return true;

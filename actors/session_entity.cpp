@@ -72,8 +72,12 @@ class session_logic {
     f.revoked = true;
   }
 
-  /// Consent revoked after the grant was made (consent-gated clients only).
-  bool consent_cut(const refresh_family_record& f) {
+  /// The user was erased (a user-wide cut-off exists), or consent for one of the grant's
+  /// scopes was revoked after the grant was made (third-party clients only).
+  bool grant_cut(const refresh_family_record& f) {
+    auto& rev = *ctx_->stores.revocations;
+    if (rev.cutoff(st_.rec->user_id, "", "") > 0)
+      return true;
     if (f.client_id == "credo")
       return false;
     std::string_view scopes = f.scope;
@@ -81,12 +85,42 @@ class session_logic {
       auto sp = scopes.find(' ');
       auto s = std::string{scopes.substr(0, sp)};
       scopes = sp == std::string_view::npos ? std::string_view{} : scopes.substr(sp + 1);
-      if (!s.empty()
-          && ctx_->stores.revocations->cutoff(st_.rec->user_id, f.client_id, s) >= f.created_at)
+      if (!s.empty() && rev.cutoff(st_.rec->user_id, f.client_id, s) >= f.created_at)
         return true;
     }
     return false;
   }
+
+  bool user_erased(const std::string& user_id) {
+    return ctx_->stores.revocations->cutoff(user_id, "", "") > 0;
+  }
+
+  /// Drops revoked grants and grants whose consent expired, and caps the grants per session by
+  /// revoking the oldest third-party ones, so a record stays small however often a client
+  /// re-authorizes.
+  void prune_families(std::int64_t now) {
+    auto& fams = st_.rec->families;
+    std::erase_if(fams, [&](auto& f) {
+      bool dead = f.family_id != st_.rec->id
+                  && (f.revoked || (f.consent_expires_at > 0 && f.consent_expires_at <= now));
+      if (dead)
+        st_.successors.erase(f.family_id);
+      return dead;
+    });
+    while (fams.size() > max_families) {
+      auto oldest = std::find_if(fams.begin(), fams.end(),
+                                 [&](auto& f) { return f.family_id != st_.rec->id; });
+      if (oldest == fams.end())
+        break;
+      revoke_tokens(*oldest);
+      st_.successors.erase(oldest->family_id);
+      fams.erase(oldest);
+    }
+    if (st_.rec->revoked_family_ids.size() > max_families)
+      st_.rec->revoked_family_ids.erase(st_.rec->revoked_family_ids.begin());
+  }
+
+  static constexpr std::size_t max_families = 64;
 
   audit_fields fields(const protocols::origin& from, const std::string& client_id) const {
     return {st_.rec ? st_.rec->user_id : "", client_id, st_.rec ? st_.rec->id : "", from.ip,
@@ -105,6 +139,8 @@ class session_logic {
     auto now = unix_now();
     if (st_.rec)
       return fail(errc::conflict, "session exists");
+    if (user_erased(m.user_id))
+      return fail(errc::invalid_credentials, "user was erased");
     session_record r;
     r.id = m.session_id;
     r.user_id = m.user_id;
@@ -135,9 +171,15 @@ class session_logic {
     auto now = unix_now();
     if (!alive(now))
       return fail(errc::invalid_grant, "session has ended");
-    if (family_by_id(m.family_id))
-      return fail(errc::invalid_grant, "grant already issued");
+    if (family_by_id(m.family_id)
+        || std::find(st_.rec->revoked_family_ids.begin(), st_.rec->revoked_family_ids.end(),
+                     m.family_id)
+             != st_.rec->revoked_family_ids.end())
+      return fail(errc::invalid_grant, "authorization code was already used");
+    if (user_erased(st_.rec->user_id))
+      return fail(errc::invalid_grant, "user was erased");
     auto before = *st_.rec;
+    prune_families(now);
     refresh_family_record f;
     f.family_id = m.family_id;
     f.client_id = m.client_id;
@@ -164,10 +206,12 @@ class session_logic {
     auto* f = family_by_hash(m.refresh_hash);
     if (!f || f->client_id != m.client_id)
       return fail(errc::invalid_grant, "refresh token is invalid");
+    if (m.consent_checked)
+      f->consent_expires_at = m.consent_expires_at;
     auto cached = st_.successors.find(f->family_id);
     auto outcome = decide_refresh(*f, m.refresh_hash, now, ctx_->tokens.refresh_grace,
                                   cached != st_.successors.end());
-    if (outcome == refresh_outcome::rotate && consent_cut(*f))
+    if (outcome == refresh_outcome::rotate && grant_cut(*f))
       outcome = refresh_outcome::invalid;
     switch (outcome) {
       case refresh_outcome::rotate: {
@@ -205,10 +249,11 @@ class session_logic {
 
   void revoke_family(refresh_family_record& f, const protocols::origin& from,
                      const char* reason) {
-    auto before = *st_.rec;
     revoke_tokens(f);
     st_.successors.erase(f.family_id);
-    persist(before);  // tokens are already revoked; a failed write leaves the family refusable
+    // Never rolled back: a failed write keeps the family revoked in memory (the access tokens
+    // are already in the revocation set); the next successful write persists it.
+    ctx_->stores.sessions->save(*st_.rec);
     ctx_->audit->record("token.revoked", fields(from, f.client_id),
                         {{"reason", reason}, {"what", "grant"}});
   }
@@ -218,7 +263,8 @@ class session_logic {
       return false;
     for (auto& f : st_.rec->families)
       revoke_tokens(f);
-    ctx_->stores.sessions->erase(st_.rec->id);
+    if (!ctx_->stores.sessions->erase(st_.rec->id))
+      ctx_->stores.sessions->save(*st_.rec);  // at least every grant is stored as revoked
     ctx_->audit->record("session.ended", fields(from, st_.rec->families.front().client_id),
                         {{"reason", reason}});
     st_.rec.reset();
@@ -230,6 +276,12 @@ class session_logic {
     if (!alive(unix_now()))
       return false;
     auto* f = m.family_id.empty() ? family_by_hash(m.refresh_hash) : family_by_id(m.family_id);
+    if (!f && !m.family_id.empty()) {
+      // The grant may still be on its way (a replayed code racing its first exchange).
+      st_.rec->revoked_family_ids.push_back(m.family_id);
+      ctx_->stores.sessions->save(*st_.rec);
+      return true;
+    }
     if (!f || f->revoked)
       return false;
     if (!m.refresh_hash.empty() && f->current_hash != m.refresh_hash)
@@ -248,7 +300,7 @@ class session_logic {
     if (!alive(now))
       return info;
     auto* f = family_by_hash(m.refresh_hash);
-    if (!f || f->revoked || f->current_hash != m.refresh_hash || consent_cut(*f)
+    if (!f || f->revoked || f->current_hash != m.refresh_hash || grant_cut(*f)
         || (f->consent_expires_at > 0 && f->consent_expires_at <= now))
       return info;
     info.active = true;

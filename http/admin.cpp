@@ -2,6 +2,7 @@
 // signing-key lifecycle (load at start, rotate, prune keys no live token can need).
 #include <algorithm>
 #include <charconv>
+#include <mutex>
 
 #include "http/front.hpp"
 #include "protocols/clock.hpp"
@@ -186,6 +187,10 @@ status load_signing_keys(const actors::node_context& ctx) {
 }
 
 status rotate_signing_key(const actors::node_context& ctx, std::string* new_kid) {
+  // One rotation at a time per node, so two concurrent calls cannot both retire the same key
+  // and leave the ring without one of the new ones.
+  static std::mutex rotation;
+  std::lock_guard guard{rotation};
   auto now = unix_now();
   auto keys = ctx.stores.keys->load_all();
   if (!keys)

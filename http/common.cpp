@@ -189,6 +189,10 @@ result<bearer> authenticate_user(front_env& env, const request& req) {
   auto claims = check_access_token(env, *token, unix_now());
   if (!claims || !claims->contains("sid"))
     return {errc::invalid_token, "the access token is invalid, expired or revoked"};
+  // Only the user acting through Credo itself manages the account, sessions and consents: a
+  // third-party client's token must not authorize codes for other clients or read the export.
+  if (claims->value("client_id", std::string{}) != first_party_client)
+    return {errc::forbidden, "this endpoint needs a first-party (credo) access token"};
   bearer b;
   b.claims = claims;
   b.sub = (*claims)["sub"].get<std::string>();

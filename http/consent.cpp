@@ -28,8 +28,6 @@ void consent_grant(front_self self, front_env& env, job_ptr j) {
   auto b = authenticate_user(env, j->req);
   if (!b)
     return j->respond(errc_response(b.error(), b.description()));
-  if (b->client_id != first_party_client)
-    return j->respond(errc_response(errc::forbidden, "consent is managed with first-party tokens"));
   auto body = json_body(j->req);
   if (!body)
     return j->respond(input_error(body));
@@ -84,8 +82,6 @@ void consent_delete(front_self self, front_env& env, job_ptr j) {
   auto b = authenticate_user(env, j->req);
   if (!b)
     return j->respond(errc_response(b.error(), b.description()));
-  if (b->client_id != first_party_client)
-    return j->respond(errc_response(errc::forbidden, "consent is managed with first-party tokens"));
   auto client_id = std::string{j->req.path_param("client_id").value_or("")};
   auto scope = std::string{j->req.path_param("scope").value_or("")};
   if (client_id.size() > 128 || !valid_scope_token(scope))

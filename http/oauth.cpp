@@ -47,9 +47,11 @@ void grant_authorization_code(front_self self, front_env& env, job_ptr j, const 
   auto code = find(form, "code");
   auto redirect_uri = find(form, "redirect_uri");
   auto verifier = find(form, "code_verifier");
-  if (!code || !redirect_uri || !verifier || code->size() > 256)
+  if (!code || !redirect_uri || !verifier)
     return j->respond(errc_response(errc::invalid_request,
                                     "code, redirect_uri and code_verifier are required"));
+  if (code->size() > 256)
+    return j->respond(errc_response(errc::invalid_grant, "authorization code is invalid"));
   if (!contains(client.grant_types, "authorization_code"))
     return j->respond(errc_response(errc::unauthorized_client,
                                     "client may not use the authorization_code grant"));
@@ -105,12 +107,33 @@ void grant_refresh_token(front_self self, front_env& env, job_ptr j, const field
     return j->respond(errc_response(errc::temporarily_unavailable, "session store unavailable"));
   if (!sid->has_value())
     return j->respond(errc_response(errc::invalid_grant, "refresh token is invalid"));
-  call<protocols::token_grant>(
-    self, env, env.entities.sessions,
-    protocols::session_refresh{**sid, hash, client.client_id, j->origin()}, j,
-    [j](protocols::token_grant& g) {
-      auto body = grant_json(g, true);
-      j->respond(token_response(body));
+  auto refresh = [self, &env, j](protocols::session_refresh msg) {
+    call<protocols::token_grant>(self, env, env.entities.sessions, std::move(msg), j,
+                                 [j](protocols::token_grant& g) {
+                                   j->respond(token_response(grant_json(g, true)));
+                                 });
+  };
+  protocols::session_refresh msg{**sid, hash, client.client_id, false, 0, j->origin()};
+  if (client.client_id == first_party_client)
+    return refresh(std::move(msg));
+  // Third-party grant: consent is checked now, not only when the grant was made, so a consent
+  // that was revoked or re-granted with a shorter expiry is honoured. A token that is not
+  // current goes straight to the session, which detects reuse.
+  call<protocols::refresh_info>(
+    self, env, env.entities.sessions, protocols::session_inspect_refresh{**sid, hash}, j,
+    [self, &env, j, msg, refresh](protocols::refresh_info& info) mutable {
+      if (!info.active || info.client_id != msg.client_id)
+        return refresh(std::move(msg));
+      call<protocols::consent_check_result>(
+        self, env, env.entities.consents,
+        protocols::consent_check{info.sub, info.client_id, split_scope(info.scope)}, j,
+        [j, msg, refresh](protocols::consent_check_result& c) mutable {
+          if (!c.granted)
+            return j->respond(errc_response(errc::invalid_grant, "consent is no longer granted"));
+          msg.consent_checked = true;
+          msg.consent_expires_at = c.expires_at;
+          refresh(std::move(msg));
+        });
     });
 }
 
@@ -212,12 +235,19 @@ void oauth_token(front_self self, front_env& env, job_ptr j) {
   auto form = form_body(j->req);
   if (!form)
     return j->respond(input_error(form));
-  auto grant_type = find(*form, "grant_type");
-  if (!grant_type)
+  auto grant_type_view = find(*form, "grant_type");
+  if (!grant_type_view)
     return j->respond(errc_response(errc::invalid_request, "grant_type is required"));
+  // A copy: `form` may grow below, which would leave a view dangling.
+  auto grant_type = std::optional<std::string>{std::string{*grant_type_view}};
   if (*grant_type != "authorization_code" && *grant_type != "refresh_token"
       && *grant_type != "client_credentials")
     return j->respond(errc_response(errc::unsupported_grant_type, "unsupported grant_type"));
+  // API.md: first-party tokens refresh "with no client authentication" at all.
+  bool anonymous = !find(*form, "client_id") && !find(*form, "client_secret")
+                   && !j->req.header("authorization");
+  if (anonymous && *grant_type == "refresh_token")
+    form->emplace_back("client_id", first_party_client);
   auto client = authenticate_client(env, j->req, *form);
   if (!client)
     return j->respond(client_error_response(client, j->req));

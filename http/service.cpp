@@ -182,6 +182,8 @@ void service::handle(request&& req, responder respond) {
       std::string refresh;
       if (auto r = introspect_inline(env, req, refresh))
         return respond(std::move(*r));
+      if (impl_->fronts.empty())
+        return respond(errc_response(errc::temporarily_unavailable, "shutting down"));
       return impl_->dispatch(std::move(req), std::move(respond), m.route_id, std::move(refresh));
     }
     default:

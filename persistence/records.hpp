@@ -56,6 +56,9 @@ struct session_record {
   std::int64_t last_seen_at = 0;
   std::int64_t expires_at = 0;  // absolute end of the session and of its refresh tokens
   std::vector<refresh_family_record> families;
+  // Grants revoked before they were issued (a replayed authorization code racing its first
+  // exchange): add_family refuses these ids.
+  std::vector<std::string> revoked_family_ids;
 };
 
 struct consent_record {

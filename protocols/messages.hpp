@@ -61,6 +61,10 @@ struct session_refresh {
   std::string session_id;
   std::string refresh_hash;
   std::string client_id;  // authenticated client; must own the family
+  // Set by the front after a consent check for a third-party grant: the consent's current
+  // expiry (0: none) replaces the one recorded when the grant was made.
+  bool consent_checked = false;
+  std::int64_t consent_expires_at = 0;
   origin from;
 };
 
@@ -169,7 +173,7 @@ typename Inspector::result_type inspect(Inspector& f, session_add_family& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_refresh& x) {
   return f(caf::meta::type_name("session_refresh"), x.session_id, x.refresh_hash, x.client_id,
-           x.from);
+           x.consent_checked, x.consent_expires_at, x.from);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_end& x) {

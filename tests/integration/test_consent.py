@@ -154,6 +154,37 @@ class ConsentTest(CredoTestCase):
         self.assertEqual(self.authorize_error(bearer, "photos.read"), "consent_required",
                          "authorize after the consent expired")
 
+    def test_regrant_with_shorter_expiry_stops_refresh_when_it_expires(self):
+        _, tokens = self.api.new_user_session()
+        bearer = tokens["access_token"]
+        self.api.grant_consent(bearer, self.photos.client_id, ["photos.read"])
+        grant = self.api.code_flow(bearer, self.photos, "photos.read")
+        resp = self.api.grant_consent(bearer, self.photos.client_id, ["photos.read"],
+                                      expires_in=1)
+        expires = self.assertRfc3339(resp.json["consents"][0]["expires_at"], "expires_at")
+        wait_until(expires.timestamp() + 1.1)
+        self.assertRefreshFails(self.api.refresh(self.photos, grant["refresh_token"]),
+                                "refresh after the re-granted (shorter) consent expired")
+
+    def test_third_party_tokens_cannot_manage_the_account(self):
+        _, tokens = self.api.new_user_session()
+        bearer = tokens["access_token"]
+        self.api.grant_consent(bearer, self.photos.client_id, ["photos.read"])
+        third = self.api.code_flow(bearer, self.photos, "photos.read")["access_token"]
+        self.assertActive(third, "the third-party token itself is live")
+        _, challenge = pkce_pair()
+        for method, path in (("GET", "/me"), ("GET", "/me/data-export"), ("GET", "/auth/sessions"),
+                             ("GET", "/auth/consent"), ("POST", "/auth/logout")):
+            resp = self.api.request(method, path, bearer=third)
+            self.assertError(resp, 403, "forbidden", f"{method} {path} with a third-party token")
+        resp = self.api.authorize(third, self.api.authorize_params(self.photos, "photos.read",
+                                                                   challenge))
+        self.assertError(resp, 403, "forbidden", "authorize with a third-party token")
+        resp = self.api.post_json("/auth/consent", {"client_id": self.photos.client_id,
+                                                    "scopes": ["photos.write"]}, bearer=third)
+        self.assertError(resp, 403, "forbidden", "a client granting itself consent")
+        self.assertActive(bearer, "the user's own session is untouched")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -30,6 +30,12 @@ class RotationAndReuseTest(CredoTestCase):
         again = self.api.refresh_first_party(new["refresh_token"])
         self.assertStatus(again, 200, "second refresh in a chain")
 
+    def test_first_party_refresh_needs_no_client_authentication(self):
+        _, tokens = self.api.new_user_session()
+        resp = self.api.post_form("/auth/token", {"grant_type": "refresh_token",
+                                                  "refresh_token": tokens["refresh_token"]})
+        self.assertStatus(resp, 200, "refresh with no client_id at all (API.md first-party rule)")
+
     def test_replay_of_rotated_token_revokes_the_family(self):
         user, tokens = self.api.new_user_session()
         first = self.api.refresh_first_party(tokens["refresh_token"])

@@ -57,10 +57,10 @@ TEST(refresh_family, replay_after_grace_is_reuse) {
   EXPECT_EQ(decide_refresh(f, h(1), 1012, 10, true), refresh_outcome::reuse);
 }
 
-TEST(refresh_family, replay_inside_grace_without_cached_successor_is_reuse) {
+TEST(refresh_family, replay_inside_grace_without_cached_successor_is_refused_not_punished) {
   auto f = fresh();
   apply_rotation(f, h(2), 1001);
-  EXPECT_EQ(decide_refresh(f, h(1), 1002, 10, false), refresh_outcome::reuse);
+  EXPECT_EQ(decide_refresh(f, h(1), 1002, 10, false), refresh_outcome::invalid);
 }
 
 TEST(refresh_family, older_token_is_reuse_even_inside_grace) {

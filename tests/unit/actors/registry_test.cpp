@@ -34,7 +34,7 @@ struct key_fn {
 
 std::atomic<int> activations{0};
 
-caf::behavior toy(caf::event_based_actor* self) {
+caf::behavior toy(caf::event_based_actor* self, int /*unused: see actors/entities.cpp*/) {
   int generation = ++activations;
   return {
     [generation](toy_get&) { return generation; },
@@ -53,12 +53,16 @@ struct registry_test : ::testing::Test {
     opt.restart_window = std::chrono::seconds{60};
     opt.quarantine = std::chrono::seconds{60};
     actors::entity_factory factory = [](caf::event_based_actor* reg, const std::string&) {
-      return reg->spawn<caf::monitored>(toy);
+      return reg->spawn<caf::monitored>(toy, 0);
     };
     auto s = stats;
-    registry = sys.spawn([=](actors::registry_actor* self) {
-      return actors::make_registry<toy_get, toy_crash>(self, factory, s, opt, key_fn{});
-    });
+    registry = sys.spawn(
+      [](actors::registry_actor* self, actors::entity_factory f,
+         std::shared_ptr<actors::supervisor_stats> st, actors::registry_options o) {
+        return actors::make_registry<toy_get, toy_crash>(self, std::move(f), std::move(st), o,
+                                                         key_fn{});
+      },
+      factory, s, opt);
   }
   ~registry_test() override { caf::anon_send_exit(registry, caf::exit_reason::user_shutdown); }
 

@@ -65,7 +65,7 @@ TEST_F(session_entity_test, concurrent_refreshes_of_one_token_yield_exactly_one_
     senders.push_back(std::make_unique<caf::scoped_actor>(sys));
     handles.push_back((*senders.back())
                         ->request(entities.sessions, std::chrono::seconds{5},
-                                  protocols::session_refresh{"s1", hash, "credo", {}}));
+                                  protocols::session_refresh{"s1", hash, "credo", false, 0, {}}));
   }
   int ok = 0, invalid_grant = 0;
   for (auto& h : handles)
@@ -85,7 +85,7 @@ TEST_F(session_entity_test, rotation_is_written_through_before_the_reply) {
   caf::scoped_actor self{sys};
   std::string next;
   self->request(entities.sessions, std::chrono::seconds{5},
-                protocols::session_refresh{"s2", protocols::sha256_hex(g.refresh_token), "credo", {}})
+                protocols::session_refresh{"s2", protocols::sha256_hex(g.refresh_token), "credo", false, 0, {}})
     .receive([&](protocols::token_grant& r) { next = r.refresh_token; },
              [&](caf::error& e) { FAIL() << sys.render(e); });
   auto stored = ctx->stores.sessions->load("s2");
@@ -102,18 +102,18 @@ TEST_F(session_entity_test, reuse_ends_the_login_session_and_revokes_its_access_
   caf::scoped_actor self{sys};
   protocols::token_grant second;
   self->request(entities.sessions, std::chrono::seconds{5},
-                protocols::session_refresh{"s3", first_hash, "credo", {}})
+                protocols::session_refresh{"s3", first_hash, "credo", false, 0, {}})
     .receive([&](protocols::token_grant& r) { second = r; },
              [&](caf::error& e) { FAIL() << sys.render(e); });
   self->request(entities.sessions, std::chrono::seconds{5},
-                protocols::session_refresh{"s3", first_hash, "credo", {}})
+                protocols::session_refresh{"s3", first_hash, "credo", false, 0, {}})
     .receive([&](protocols::token_grant&) { FAIL() << "replay must fail"; },
              [&](caf::error& e) { EXPECT_EQ(e, caf::make_error(errc::invalid_grant)); });
   EXPECT_TRUE(ctx->stores.revocations->is_token_revoked(g.jti));
   EXPECT_TRUE(ctx->stores.revocations->is_token_revoked(second.jti));
   self->request(entities.sessions, std::chrono::seconds{5},
                 protocols::session_refresh{"s3", protocols::sha256_hex(second.refresh_token),
-                                           "credo", {}})
+                                           "credo", false, 0, {}})
     .receive([&](protocols::token_grant&) { FAIL() << "the family is revoked"; },
              [&](caf::error& e) { EXPECT_EQ(e, caf::make_error(errc::invalid_grant)); });
   auto stored = ctx->stores.sessions->load("s3");
@@ -126,9 +126,38 @@ TEST_F(session_entity_test, refresh_by_another_client_is_refused) {
   caf::scoped_actor self{sys};
   self->request(entities.sessions, std::chrono::seconds{5},
                 protocols::session_refresh{"s4", protocols::sha256_hex(g.refresh_token), "other",
-                                           {}})
+                                           false, 0, {}})
     .receive([&](protocols::token_grant&) { FAIL() << "wrong client must fail"; },
              [&](caf::error& e) { EXPECT_EQ(e, caf::make_error(errc::invalid_grant)); });
+}
+
+TEST_F(session_entity_test, a_grant_revoked_before_it_exists_is_never_issued) {
+  open("s5");
+  caf::scoped_actor self{sys};
+  // A replayed code whose first exchange has not reached the session yet.
+  self->request(entities.sessions, std::chrono::seconds{5},
+                protocols::session_revoke_family{"s5", "", "code-hash", "", {}})
+    .receive([](bool revoked) { EXPECT_TRUE(revoked); },
+             [&](caf::error& e) { FAIL() << sys.render(e); });
+  self->request(entities.sessions, std::chrono::seconds{5},
+                protocols::session_add_family{"s5", "code-hash", "app", "read", 0, {}})
+    .receive([](protocols::token_grant&) { FAIL() << "tombstoned grant was issued"; },
+             [&](caf::error& e) { EXPECT_EQ(e, caf::make_error(errc::invalid_grant)); });
+}
+
+TEST_F(session_entity_test, erased_users_get_no_new_session_or_refresh) {
+  auto g = open("s6");
+  ctx->stores.revocations->add_cutoff("user-1", "", "", 1);
+  caf::scoped_actor self{sys};
+  self->request(entities.sessions, std::chrono::seconds{5},
+                protocols::session_refresh{"s6", protocols::sha256_hex(g.refresh_token), "credo",
+                                           false, 0, {}})
+    .receive([](protocols::token_grant&) { FAIL() << "refresh for an erased user"; },
+             [&](caf::error& e) { EXPECT_EQ(e, caf::make_error(errc::invalid_grant)); });
+  self->request(entities.sessions, std::chrono::seconds{5},
+                protocols::session_open{"s7", "user-1", "credo", "openid", "dev", {}})
+    .receive([](protocols::token_grant&) { FAIL() << "session for an erased user"; },
+             [](caf::error&) {});
 }
 
 TEST_F(session_entity_test, registry_counts_live_entities) {

@@ -1,0 +1,62 @@
+"""credoctl, the operator CLI, against a real credod: health, clients add, keys rotate."""
+
+import json
+import os
+import subprocess
+import unittest
+
+from credo_harness import CredoTestCase
+
+
+def credoctl_path() -> str:
+    path = os.environ.get("CREDOCTL")
+    if not path:
+        raise unittest.SkipTest("CREDOCTL is not set (ctest sets it)")
+    return path
+
+
+class CredoctlTest(CredoTestCase):
+
+    def ctl(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CREDO_")}
+        env["CREDO_URL"] = self.server.url
+        env["CREDO_ADMIN_TOKEN"] = self.server.admin_token if token is None else token
+        return subprocess.run([credoctl_path(), *args], env=env, capture_output=True, text=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+
+    def test_health_prints_the_node_health(self):
+        r = self.ctl("health")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["status"], "healthy")
+
+    def test_clients_add_registers_a_usable_client(self):
+        args = ("clients", "add", "--id", "ctl-app", "--secret", "ctl-secret-0123456789",
+                "--scope", "read", "--grant-type", "client_credentials")
+        r = self.ctl(*args)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(json.loads(r.stdout)["client_id"], "ctl-app")
+        self.assertNotIn("ctl-secret-0123456789", r.stdout)
+        token = self.api.post_form("/auth/token", {"grant_type": "client_credentials"},
+                                   basic=("ctl-app", "ctl-secret-0123456789"))
+        self.assertStatus(token, 200, "client_credentials with the new client")
+        again = self.ctl(*args)
+        self.assertNotEqual(again.returncode, 0, "a duplicate client must fail")
+        self.assertEqual(json.loads(again.stdout)["error"], "conflict")
+
+    def test_keys_rotate_changes_the_active_kid(self):
+        before = {k["kid"] for k in self.api.get("/.well-known/jwks.json").json["keys"]}
+        r = self.ctl("keys", "rotate")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        kid = json.loads(r.stdout)["kid"]
+        after = {k["kid"] for k in self.api.get("/.well-known/jwks.json").json["keys"]}
+        self.assertNotIn(kid, before)
+        self.assertEqual(after, before | {kid})
+
+    def test_wrong_admin_token_fails(self):
+        r = self.ctl("keys", "rotate", token="wrong")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(json.loads(r.stdout)["error"], "invalid_token")
+
+
+if __name__ == "__main__":
+    unittest.main()
