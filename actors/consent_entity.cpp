@@ -30,9 +30,26 @@ caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std:
     st->records = std::move(*loaded);
   else
     st->load_failed = true;
-  auto unavailable = [self, st]() -> std::optional<caf::error> {
-    if (!st->load_failed)
+  // Expiry is noticed lazily, on the next message for the user: one consent.expired event per
+  // record, written before anything else is answered.
+  auto report_expired = [ctx, st, user_id] {
+    auto now = unix_now();
+    bool changed = false;
+    for (auto& r : st->records)
+      if (r.revoked_at == 0 && r.expires_at > 0 && r.expires_at <= now && !r.expiry_reported) {
+        r.expiry_reported = true;
+        changed = true;
+        ctx->audit->record("consent.expired", {user_id, r.client_id, "", "", ""},
+                           {{"scope", r.scope}});
+      }
+    if (changed)
+      ctx->stores.consents->save(user_id, st->records);
+  };
+  auto unavailable = [self, st, report_expired]() -> std::optional<caf::error> {
+    if (!st->load_failed) {
+      report_expired();
       return std::nullopt;
+    }
     self->quit();
     return caf::make_error(errc::temporarily_unavailable, "consent store unavailable");
   };
@@ -55,7 +72,7 @@ caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std:
           return r.client_id == m.client_id && r.scope == scope && active(r, now);
         });
         if (i == st->records.end()) {
-          st->records.push_back({m.client_id, scope, now, 0, 0});
+          st->records.push_back({m.client_id, scope, now, 0, 0, false});
           i = st->records.end() - 1;
         }
         i->granted_at = now;

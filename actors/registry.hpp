@@ -66,7 +66,6 @@ inline constexpr std::size_t max_held = 10000;
 template <class T>
 void forward(registry_actor* self, const entity_factory& factory, supervisor_stats& stats,
              const registry_options& options, const std::string& key, T& msg) {
-  stats.observe_mailbox(static_cast<std::int64_t>(self->mailbox().size()));
   if (self->state.stopping.count(key)) {
     auto& held = self->state.held[key];
     auto rp = self->make_response_promise();

@@ -14,7 +14,11 @@ struct supervisor_stats {
   std::atomic<std::int64_t> live{0};
   std::atomic<std::int64_t> restarts{0};
   std::atomic<std::int64_t> failures{0};
+  // High-water of requests sent to this kind and not yet answered (queued in the registry's or
+  // an entity's mailbox, or being handled): CAF 0.17 offers no safe way to read a mailbox's
+  // length from inside the actor, so the senders count.
   std::atomic<std::int64_t> max_mailbox{0};
+  std::atomic<std::int64_t> in_flight{0};
   std::atomic<std::int64_t> quarantined{0};
 
   void set_last_failure(std::string what) {

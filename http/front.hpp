@@ -120,9 +120,23 @@ bool contains(const std::vector<std::string>& v, std::string_view x);
 template <class Reply, class Msg, class OnOk>
 void call(caf::event_based_actor* self, const front_env& env, const caf::actor& dest, Msg msg,
           job_ptr j, OnOk on_ok) {
+  auto* stats = dest == env.entities.sessions   ? env.entities.session_stats.get()
+                : dest == env.entities.consents ? env.entities.consent_stats.get()
+                                                : nullptr;
+  if (stats)
+    stats->observe_mailbox(++stats->in_flight);
   self->request(dest, env.options.deadline, std::move(msg))
-    .then([j, on_ok = std::move(on_ok)](Reply& r) mutable { on_ok(r); },
-          [j](caf::error& e) { j->respond(actor_error_response(e)); });
+    .then(
+      [j, stats, on_ok = std::move(on_ok)](Reply& r) mutable {
+        if (stats)
+          --stats->in_flight;
+        on_ok(r);
+      },
+      [j, stats](caf::error& e) {
+        if (stats)
+          --stats->in_flight;
+        j->respond(actor_error_response(e));
+      });
 }
 
 // -- route handlers (front actors) ---------------------------------------------------------------

@@ -67,6 +67,7 @@ struct consent_record {
   std::int64_t granted_at = 0;
   std::int64_t expires_at = 0;  // 0: no expiry
   std::int64_t revoked_at = 0;  // 0: not revoked
+  bool expiry_reported = false;  // the consent.expired audit event was emitted
 };
 
 struct authorization_code_record {

@@ -229,7 +229,7 @@ namespace credo::persistence {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, consent_record& x) {
   return f(caf::meta::type_name("consent_record"), x.client_id, x.scope, x.granted_at,
-           x.expires_at, x.revoked_at);
+           x.expires_at, x.revoked_at, x.expiry_reported);
 }
 }  // namespace credo::persistence
 

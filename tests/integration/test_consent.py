@@ -143,7 +143,7 @@ class ConsentTest(CredoTestCase):
                           "refresh after re-granting consent")
 
     def test_expired_consent_is_not_honoured(self):
-        _, tokens = self.api.new_user_session()
+        user, tokens = self.api.new_user_session()
         bearer = tokens["access_token"]
         resp = self.api.grant_consent(bearer, self.photos.client_id, ["photos.read"],
                                       expires_in=2)
@@ -153,6 +153,11 @@ class ConsentTest(CredoTestCase):
         wait_until(expires.timestamp() + 1.1)
         self.assertEqual(self.authorize_error(bearer, "photos.read"), "consent_required",
                          "authorize after the consent expired")
+        uid = self.api.get("/me", bearer=bearer).json["id"]
+        expired = [e for e in self.api.audit(subject=uid) if e["type"] == "consent.expired"]
+        self.assertEqual(len(expired), 1, "one consent.expired audit event")
+        self.assertEqual(expired[0]["data"].get("scope"), "photos.read")
+        self.assertEqual(expired[0]["client_id"], self.photos.client_id)
 
     def test_regrant_with_shorter_expiry_stops_refresh_when_it_expires(self):
         _, tokens = self.api.new_user_session()
