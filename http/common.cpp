@@ -152,26 +152,29 @@ bool contains(const std::vector<std::string>& v, std::string_view x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
-std::shared_ptr<const nlohmann::json> check_access_token(front_env& env, std::string_view token,
-                                                         std::int64_t now) {
+std::shared_ptr<const protocols::verified_token>
+check_access_token(front_env& env, std::string_view token, std::int64_t now) {
   if (token.empty() || token.size() > 4096)
     return nullptr;
-  auto claims = env.token_cache.find(token, now);
-  if (!claims) {
+  auto verified = env.token_cache.find(token, now);
+  if (!verified) {
     auto r = env.ctx->keys->verify(token, {env.ctx->tokens.issuer, now, 0});
     if (!r)
       return nullptr;
-    claims = r.claims;
-    env.token_cache.insert(token, claims, (*claims)["exp"].get<std::int64_t>());
+    auto v = std::make_shared<protocols::verified_token>();
+    v->claims = *r.claims;
+    v->introspection = introspection_body(v->claims);
+    env.token_cache.insert(token, v, v->claims["exp"].get<std::int64_t>());
+    verified = std::move(v);
   }
-  const auto& c = *claims;
+  const auto& c = verified->claims;
   auto& rev = *env.ctx->stores.revocations;
   if (rev.is_token_revoked(c["jti"].get_ref<const std::string&>()))
     return nullptr;
   auto iat = c["iat"].get<std::int64_t>();
   const auto& sub = c["sub"].get_ref<const std::string&>();
   if (!c.contains("sid"))
-    return claims;  // client_credentials: no user, no consent
+    return verified;  // client_credentials: no user, no consent
   if (rev.cutoff(sub, "", "") >= iat)
     return nullptr;  // user erased
   auto client = c.value("client_id", std::string{});
@@ -179,15 +182,18 @@ std::shared_ptr<const nlohmann::json> check_access_token(front_env& env, std::st
     for (auto& s : split_scope(c.value("scope", std::string{})))
       if (rev.cutoff(sub, client, s) >= iat)
         return nullptr;
-  return claims;
+  return verified;
 }
 
 result<bearer> authenticate_user(front_env& env, const request& req) {
   auto token = bearer_token(req);
   if (!token)
     return {errc::invalid_token, "a Bearer access token is required"};
-  auto claims = check_access_token(env, *token, unix_now());
-  if (!claims || !claims->contains("sid"))
+  auto verified = check_access_token(env, *token, unix_now());
+  if (!verified)
+    return {errc::invalid_token, "the access token is invalid, expired or revoked"};
+  std::shared_ptr<const nlohmann::json> claims{verified, &verified->claims};
+  if (!claims->contains("sid"))
     return {errc::invalid_token, "the access token is invalid, expired or revoked"};
   // Only the user acting through Credo itself manages the account, sessions and consents: a
   // third-party client's token must not authorize codes for other clients or read the export.

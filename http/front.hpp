@@ -40,6 +40,7 @@ struct front_env {
   service_options options;
   protocols::verified_token_cache token_cache;
   std::int64_t started_at = 0;
+  std::string discovery_body;  // depends only on the issuer: serialised once at start
   front_env(actors::context_ptr c, actors::entity_handles e, service_options o)
     : ctx(std::move(c)), entities(std::move(e)), options(std::move(o)),
       token_cache(options.token_cache_capacity) {}
@@ -80,8 +81,10 @@ response input_error(const result<T>& r) {
 // -- authentication ------------------------------------------------------------------------------
 
 /// Claims of a live access token (signature, expiry, issuer, revocation and consent cut-offs).
-std::shared_ptr<const nlohmann::json> check_access_token(front_env& env, std::string_view token,
-                                                         std::int64_t now);
+std::shared_ptr<const protocols::verified_token>
+check_access_token(front_env& env, std::string_view token, std::int64_t now);
+/// The RFC 7662 body for an active access token with these claims.
+std::string introspection_body(const nlohmann::json& claims);
 
 struct bearer {
   std::shared_ptr<const nlohmann::json> claims;
@@ -171,6 +174,7 @@ void admin_audit(front_self self, front_env& env, job_ptr j);
 // -- inline handlers (I/O thread) ----------------------------------------------------------------
 
 response discovery(const front_env& env);
+std::string discovery_document(const std::string& issuer);
 response jwks(const front_env& env);
 response health_live();
 response health_ready(const front_env& env);

@@ -5,8 +5,7 @@
 
 namespace credo::http {
 
-response discovery(const front_env& env) {
-  const auto& iss = env.ctx->tokens.issuer;
+std::string discovery_document(const std::string& iss) {
   nlohmann::json d = {
     {"issuer", iss},
     {"authorization_endpoint", iss + "/auth/authorize"},
@@ -24,7 +23,11 @@ response discovery(const front_env& env) {
     {"scopes_supported", {"openid", "profile"}},
     {"authorization_response_iss_parameter_supported", true},
   };
-  auto r = json_response(200, d.dump());
+  return d.dump();
+}
+
+response discovery(const front_env& env) {
+  auto r = json_response(200, env.discovery_body);
   r.headers.emplace_back("Cache-Control", "public, max-age=300");
   return r;
 }
@@ -115,10 +118,17 @@ std::optional<response> introspect_inline(front_env& env, const request& req,
     refresh_token = std::string{*token};
     return std::nullopt;
   }
-  auto claims = check_access_token(env, *token, unix_now());
-  if (!claims)
+  auto verified = check_access_token(env, *token, unix_now());
+  if (!verified)
     return token_response({{"active", false}});
-  const auto& c = *claims;
+  response r;
+  r.body = verified->introspection;
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.headers.emplace_back("Pragma", "no-cache");
+  return r;
+}
+
+std::string introspection_body(const nlohmann::json& c) {
   nlohmann::json out = {{"active", true},
                         {"sub", c["sub"]},
                         {"client_id", c.value("client_id", "")},
@@ -132,7 +142,7 @@ std::optional<response> introspect_inline(front_env& env, const request& req,
     out["aud"] = c["aud"];
   if (c.contains("sid"))
     out["sid"] = c["sid"];
-  return token_response(out);
+  return out.dump();
 }
 
 }  // namespace credo::http

@@ -144,6 +144,7 @@ service::service(caf::actor_system& sys, actors::context_ptr ctx, actors::entity
   : impl_(std::make_shared<impl>(
     sys, std::make_shared<front_env>(std::move(ctx), std::move(entities), std::move(options)))) {
   impl_->env->started_at = unix_now();
+  impl_->env->discovery_body = discovery_document(impl_->env->ctx->tokens.issuer);
   for (int i = 0; i < std::max(1, impl_->env->options.front_actors); ++i)
     impl_->fronts.push_back(sys.spawn(front_actor, impl_->env));
 }

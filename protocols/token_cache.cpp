@@ -19,7 +19,7 @@ namespace {
 constexpr std::size_t max_shards = 16;
 
 struct entry {
-  std::shared_ptr<const nlohmann::json> claims;
+  std::shared_ptr<const verified_token> claims;
   std::int64_t exp = 0;
 };
 
@@ -88,7 +88,7 @@ verified_token_cache::verified_token_cache(std::size_t capacity)
 
 verified_token_cache::~verified_token_cache() = default;
 
-std::shared_ptr<const nlohmann::json> verified_token_cache::find(std::string_view token,
+std::shared_ptr<const verified_token> verified_token_cache::find(std::string_view token,
                                                                  std::int64_t now) const {
   // Keyed by digest so the cache never holds bearer tokens themselves.
   const std::string key = sha256(token);
@@ -105,7 +105,7 @@ std::shared_ptr<const nlohmann::json> verified_token_cache::find(std::string_vie
 }
 
 void verified_token_cache::insert(std::string_view token,
-                                  std::shared_ptr<const nlohmann::json> claims, std::int64_t exp) {
+                                  std::shared_ptr<const verified_token> claims, std::int64_t exp) {
   if (impl_->shard_capacity == 0 || !claims) return;
   std::string key = sha256(token);
   shard& s = impl_->shard_for(key);

@@ -11,8 +11,8 @@
 namespace credo::protocols {
 namespace {
 
-std::shared_ptr<const nlohmann::json> claims_for(const std::string& sub) {
-  return std::make_shared<const nlohmann::json>(nlohmann::json{{"sub", sub}});
+std::shared_ptr<const verified_token> claims_for(const std::string& sub) {
+  return std::make_shared<const verified_token>(verified_token{nlohmann::json{{"sub", sub}}, ""});
 }
 
 TEST(token_cache, miss_then_hit) {
@@ -21,7 +21,7 @@ TEST(token_cache, miss_then_hit) {
   cache.insert("tok", claims_for("alice"), 2000);
   const auto hit = cache.find("tok", 1000);
   ASSERT_NE(hit, nullptr);
-  EXPECT_EQ((*hit)["sub"], "alice");
+  EXPECT_EQ(hit->claims["sub"], "alice");
   EXPECT_EQ(cache.find("tok2", 1000), nullptr);
   EXPECT_EQ(cache.size(), 1u);
 }
@@ -40,7 +40,7 @@ TEST(token_cache, insert_replaces) {
   cache.insert("tok", claims_for("alice"), 2000);
   cache.insert("tok", claims_for("bob"), 3000);
   EXPECT_EQ(cache.size(), 1u);
-  EXPECT_EQ((*cache.find("tok", 2500))["sub"], "bob");
+  EXPECT_EQ(cache.find("tok", 2500)->claims["sub"], "bob");
 }
 
 TEST(token_cache, capacity_is_bounded) {
