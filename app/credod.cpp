@@ -199,6 +199,11 @@ int main(int argc, char** argv) {
   cfg.add_message_types<caf::id_block::credo_types>();
   cfg.set("scheduler.max-threads", cores);
   cfg.set("logger.verbosity", caf::atom("quiet"));
+  // Idle scheduler workers go to sleep on their condition variable (woken by new work) after a
+  // few polls instead of polling every 50 us for 25 ms: the polling stole a third of the CPU
+  // from the Argon2 hasher threads under a login load.
+  cfg.set("work-stealing.aggressive-poll-attempts", std::size_t{10});
+  cfg.set("work-stealing.moderate-poll-attempts", std::size_t{10});
   {
     caf::actor_system sys{cfg};
     credo::actors::registry_options ro;
