@@ -11,5 +11,5 @@ export CREDO_ADMIN_TOKEN="${CREDO_ADMIN_TOKEN:-$(head -c 32 /dev/urandom | base6
 http="${CREDO_HTTP:-127.0.0.1:8080}"
 echo "Credo: http://${http}   admin token: ${CREDO_ADMIN_TOKEN}"
 echo "  try: curl http://${http}/.well-known/openid-configuration"
-echo "       curl -H \"Authorization: Bearer \$CREDO_ADMIN_TOKEN\" http://${http}/admin/actors"
+echo "       curl -H \"Authorization: Bearer ${CREDO_ADMIN_TOKEN}\" http://${http}/admin/actors"
 exec build/release/app/credod --http "$http" "$@"
