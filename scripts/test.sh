@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up the machine, builds Credo and runs every test: unit tests, integration tests against a
 # real credod, the OAuth client-library conformance run, the same suite under ASan+UBSan, and a
-# short smoke run of each libFuzzer harness. Exits non-zero when anything fails.
+# short smoke run of each libFuzzer harness. Starts a throwaway PostgreSQL, Redis and Kafka broker
+# (scripts/services.sh) for the integration tests and stops them on exit, also on failure.
+# Exits non-zero when anything fails.
 #   CREDO_SKIP_ASAN=1   skip the sanitizer build (local iteration only; CI runs it)
 #   CREDO_SKIP_FUZZ=1   skip the fuzz smoke runs
 #   FUZZ_SECONDS=N      seconds per fuzz harness (default 20)
@@ -19,6 +21,14 @@ echo "== conformance client (npm ci)"
 echo "== release build"
 cmake --preset release >/dev/null
 cmake --build --preset release
+echo "== throwaway PostgreSQL, Redis, Kafka broker"
+services_dir="$(mktemp -d)"
+trap 'bash scripts/services.sh stop "$services_dir"' EXIT
+KAFKA_MOCK_BROKER=build/release/tests/infra/kafka_mock_broker bash scripts/services.sh start "$services_dir"
+# shellcheck disable=SC1091
+source "$services_dir/env"
+export CREDO_REQUIRE_BACKENDS=1
+
 echo "== release tests"
 ctest --preset release -j2 --timeout 900
 
