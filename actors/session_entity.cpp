@@ -73,26 +73,34 @@ class session_logic {
   }
 
   /// The user was erased (a user-wide cut-off exists), or consent for one of the grant's
-  /// scopes was revoked after the grant was made (third-party clients only).
-  bool grant_cut(const refresh_family_record& f) {
+  /// scopes was revoked after the grant was made (third-party clients only). An error when the
+  /// revocation store cannot answer.
+  result<bool> grant_cut(const refresh_family_record& f) {
     auto& rev = *ctx_->stores.revocations;
-    if (rev.cutoff(st_.rec->user_id, "", "") > 0)
-      return true;
-    if (f.client_id == "credo")
-      return false;
+    auto erased = user_erased(st_.rec->user_id);
+    if (!erased || *erased || f.client_id == "credo")
+      return erased;
     std::string_view scopes = f.scope;
     while (!scopes.empty()) {
       auto sp = scopes.find(' ');
       auto s = std::string{scopes.substr(0, sp)};
       scopes = sp == std::string_view::npos ? std::string_view{} : scopes.substr(sp + 1);
-      if (!s.empty() && rev.cutoff(st_.rec->user_id, f.client_id, s) >= f.created_at)
+      if (s.empty())
+        continue;
+      auto c = rev.cutoff(st_.rec->user_id, f.client_id, s);
+      if (!c)
+        return {c.error(), c.description()};
+      if (*c >= f.created_at)
         return true;
     }
     return false;
   }
 
-  bool user_erased(const std::string& user_id) {
-    return ctx_->stores.revocations->cutoff(user_id, "", "") > 0;
+  result<bool> user_erased(const std::string& user_id) {
+    auto c = ctx_->stores.revocations->cutoff(user_id, "", "");
+    if (!c)
+      return {c.error(), c.description()};
+    return *c > 0;
   }
 
   /// Drops revoked grants and grants whose consent expired, and caps the grants per session by
@@ -139,7 +147,10 @@ class session_logic {
     auto now = unix_now();
     if (st_.rec)
       return fail(errc::conflict, "session exists");
-    if (user_erased(m.user_id))
+    auto erased = user_erased(m.user_id);
+    if (!erased)
+      return fail(errc::temporarily_unavailable, "revocation store unavailable");
+    if (*erased)
       return fail(errc::invalid_credentials, "user was erased");
     session_record r;
     r.id = m.session_id;
@@ -176,7 +187,10 @@ class session_logic {
                      m.family_id)
              != st_.rec->revoked_family_ids.end())
       return fail(errc::invalid_grant, "authorization code was already used");
-    if (user_erased(st_.rec->user_id))
+    auto erased = user_erased(st_.rec->user_id);
+    if (!erased)
+      return fail(errc::temporarily_unavailable, "revocation store unavailable");
+    if (*erased)
       return fail(errc::invalid_grant, "user was erased");
     auto before = *st_.rec;
     prune_families(now);
@@ -211,8 +225,13 @@ class session_logic {
     auto cached = st_.successors.find(f->family_id);
     auto outcome = decide_refresh(*f, m.refresh_hash, now, ctx_->tokens.refresh_grace,
                                   cached != st_.successors.end());
-    if (outcome == refresh_outcome::rotate && grant_cut(*f))
-      outcome = refresh_outcome::invalid;
+    if (outcome == refresh_outcome::rotate) {
+      auto cut = grant_cut(*f);
+      if (!cut)
+        return fail(errc::temporarily_unavailable, "revocation store unavailable");
+      if (*cut)
+        outcome = refresh_outcome::invalid;
+    }
     switch (outcome) {
       case refresh_outcome::rotate: {
         auto before = *st_.rec;
@@ -300,9 +319,11 @@ class session_logic {
     if (!alive(now))
       return info;
     auto* f = family_by_hash(m.refresh_hash);
-    if (!f || f->revoked || f->current_hash != m.refresh_hash || grant_cut(*f)
+    if (!f || f->revoked || f->current_hash != m.refresh_hash
         || (f->consent_expires_at > 0 && f->consent_expires_at <= now))
       return info;
+    if (auto cut = grant_cut(*f); !cut || *cut)
+      return info;  // cut off, or cannot tell: inactive
     info.active = true;
     info.sub = st_.rec->user_id;
     info.client_id = f->client_id;

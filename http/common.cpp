@@ -169,18 +169,20 @@ check_access_token(front_env& env, std::string_view token, std::int64_t now) {
   }
   const auto& c = verified->claims;
   auto& rev = *env.ctx->stores.revocations;
-  if (rev.is_token_revoked(c["jti"].get_ref<const std::string&>()))
+  // A store that cannot answer makes the token inactive (fail closed).
+  if (auto revoked = rev.is_token_revoked(c["jti"].get_ref<const std::string&>());
+      !revoked || *revoked)
     return nullptr;
   auto iat = c["iat"].get<std::int64_t>();
   const auto& sub = c["sub"].get_ref<const std::string&>();
   if (!c.contains("sid"))
     return verified;  // client_credentials: no user, no consent
-  if (rev.cutoff(sub, "", "") >= iat)
+  if (auto erased = rev.cutoff(sub, "", ""); !erased || *erased >= iat)
     return nullptr;  // user erased
   auto client = c.value("client_id", std::string{});
   if (client != first_party_client)
     for (auto& s : split_scope(c.value("scope", std::string{})))
-      if (rev.cutoff(sub, client, s) >= iat)
+      if (auto cut = rev.cutoff(sub, client, s); !cut || *cut >= iat)
         return nullptr;
   return verified;
 }

@@ -208,7 +208,7 @@ class memory_revocation_store final : public revocation_store {
     }
     return ok();
   }
-  bool is_token_revoked(const std::string& jti) override {
+  result<bool> is_token_revoked(const std::string& jti) override {
     shared_lock guard{mtx_};
     return tokens_.count(jti) > 0;
   }
@@ -219,11 +219,11 @@ class memory_revocation_store final : public revocation_store {
     c = std::max(c, cutoff);
     return ok();
   }
-  std::int64_t cutoff(const std::string& user_id, const std::string& client_id,
-                      const std::string& scope) override {
+  result<std::int64_t> cutoff(const std::string& user_id, const std::string& client_id,
+                              const std::string& scope) override {
     shared_lock guard{mtx_};
     auto i = cutoffs_.find(key(user_id, client_id, scope));
-    return i == cutoffs_.end() ? 0 : i->second;
+    return i == cutoffs_.end() ? std::int64_t{0} : i->second;
   }
 
  private:

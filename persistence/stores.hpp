@@ -63,14 +63,14 @@ class revocation_store {
   virtual ~revocation_store() = default;
   /// The token with this jti is inactive; the entry may be dropped after `exp`.
   virtual status revoke_token(const std::string& jti, std::int64_t exp) = 0;
-  virtual bool is_token_revoked(const std::string& jti) = 0;
+  virtual result<bool> is_token_revoked(const std::string& jti) = 0;
   /// Every token for (user, client, scope) issued at or before `cutoff` is inactive. An empty
   /// client and scope cut off every token of the user.
   virtual status add_cutoff(const std::string& user_id, const std::string& client_id,
                             const std::string& scope, std::int64_t cutoff) = 0;
   /// The newest cutoff for (user, client, scope), 0 if none.
-  virtual std::int64_t cutoff(const std::string& user_id, const std::string& client_id,
-                              const std::string& scope) = 0;
+  virtual result<std::int64_t> cutoff(const std::string& user_id, const std::string& client_id,
+                                      const std::string& scope) = 0;
 };
 
 class code_store {

@@ -109,8 +109,8 @@ TEST_F(session_entity_test, reuse_ends_the_login_session_and_revokes_its_access_
                 protocols::session_refresh{"s3", first_hash, "credo", false, 0, {}})
     .receive([&](protocols::token_grant&) { FAIL() << "replay must fail"; },
              [&](caf::error& e) { EXPECT_EQ(e, caf::make_error(errc::invalid_grant)); });
-  EXPECT_TRUE(ctx->stores.revocations->is_token_revoked(g.jti));
-  EXPECT_TRUE(ctx->stores.revocations->is_token_revoked(second.jti));
+  EXPECT_TRUE(*ctx->stores.revocations->is_token_revoked(g.jti));
+  EXPECT_TRUE(*ctx->stores.revocations->is_token_revoked(second.jti));
   self->request(entities.sessions, std::chrono::seconds{5},
                 protocols::session_refresh{"s3", protocols::sha256_hex(second.refresh_token),
                                            "credo", false, 0, {}})

@@ -5,7 +5,9 @@
 #include <functional>
 
 #include "persistence/memory_stores.hpp"
+#include "persistence/redis_stores.hpp"
 #include "protocols/clock.hpp"
+#include "protocols/crypto.hpp"
 
 namespace {
 
@@ -16,6 +18,8 @@ struct backend {
   std::string name;
   std::function<stores()> make;
 };
+
+void PrintTo(const backend& b, std::ostream* os) { *os << b.name; }
 
 class store_contract : public ::testing::TestWithParam<backend> {
  protected:
@@ -107,13 +111,13 @@ TEST_P(store_contract, consents_replace_per_user) {
 
 TEST_P(store_contract, revocations_and_cutoffs) {
   ASSERT_TRUE(s.revocations->revoke_token("j1", unix_now() + 60));
-  EXPECT_TRUE(s.revocations->is_token_revoked("j1"));
-  EXPECT_FALSE(s.revocations->is_token_revoked("j2"));
-  EXPECT_EQ(s.revocations->cutoff("u", "c", "s"), 0);
+  EXPECT_TRUE(*s.revocations->is_token_revoked("j1"));
+  EXPECT_FALSE(*s.revocations->is_token_revoked("j2"));
+  EXPECT_EQ(*s.revocations->cutoff("u", "c", "s"), 0);
   ASSERT_TRUE(s.revocations->add_cutoff("u", "c", "s", 50));
   ASSERT_TRUE(s.revocations->add_cutoff("u", "c", "s", 40));  // never moves backwards
-  EXPECT_EQ(s.revocations->cutoff("u", "c", "s"), 50);
-  EXPECT_EQ(s.revocations->cutoff("u", "c", "t"), 0);
+  EXPECT_EQ(*s.revocations->cutoff("u", "c", "s"), 50);
+  EXPECT_EQ(*s.revocations->cutoff("u", "c", "t"), 0);
 }
 
 TEST_P(store_contract, codes_are_consumed_once) {
@@ -165,8 +169,35 @@ TEST_P(store_contract, keys_upsert_and_erase) {
   EXPECT_TRUE(s.keys->load_all()->empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(backends, store_contract,
-                         ::testing::Values(backend{"memory", [] { return make_memory_stores(); }}),
+// The Redis backend runs when scripts/test.sh has started a Redis (CREDO_TEST_REDIS_URL); there
+// CREDO_REQUIRE_BACKENDS=1 turns a missing URL into a failure instead of a silent skip. Each
+// test gets its own key prefix on the shared server.
+std::vector<backend> backends() {
+  std::vector<backend> out{{"memory", [] { return make_memory_stores(); }}};
+  const char* url = std::getenv("CREDO_TEST_REDIS_URL");
+  const char* required = std::getenv("CREDO_REQUIRE_BACKENDS");
+  if (url && *url) {
+    out.push_back({"redis", [u = std::string{url}] {
+                     auto s = make_memory_stores();
+                     auto options = parse_redis_url(u);
+                     if (!options)
+                       ADD_FAILURE() << "CREDO_TEST_REDIS_URL is malformed";
+                     auto client = std::make_shared<redis_client>(options.value_or(redis_options{}));
+                     auto prefix = "test:" + protocols::random_token(9) + ":";
+                     s.sessions = make_redis_session_store(client, prefix);
+                     s.revocations = make_redis_revocation_store(client, prefix);
+                     return s;
+                   }});
+  } else if (required && std::string{required} == "1") {
+    out.push_back({"redis_not_started", [] {
+                     ADD_FAILURE() << "CREDO_REQUIRE_BACKENDS=1 but CREDO_TEST_REDIS_URL is unset";
+                     return make_memory_stores();
+                   }});
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(backends, store_contract, ::testing::ValuesIn(backends()),
                          [](const auto& info) { return info.param.name; });
 
 TEST(memory_audit_store, keeps_a_bounded_window) {

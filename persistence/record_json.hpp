@@ -1,0 +1,18 @@
+#pragma once
+// JSON forms of the records, for stores that keep documents (Redis values, PostgreSQL jsonb).
+#include <nlohmann/json.hpp>
+
+#include "persistence/records.hpp"
+
+namespace credo::persistence {
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(issued_access_token, jti, exp)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(refresh_family_record, family_id, client_id, scope,
+                                                current_hash, previous_hash, used_fingerprints,
+                                                rotated_at, created_at, consent_expires_at,
+                                                revoked, access_tokens)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(session_record, id, user_id, device, ip,
+                                                created_at, last_seen_at, expires_at, families,
+                                                revoked_family_ids)
+
+}  // namespace credo::persistence

@@ -1,0 +1,211 @@
+#include "persistence/redis_stores.hpp"
+
+#include <algorithm>
+
+#include "persistence/record_json.hpp"
+#include "protocols/clock.hpp"
+
+namespace credo::persistence {
+namespace {
+
+using kind = redis_reply::kind;
+
+status check_exec(const result<std::vector<redis_reply>>& r) {
+  if (!r)
+    return {r.error(), r.description()};
+  for (auto& reply : *r)
+    if (reply.type == kind::error)
+      return {errc::internal_error, "redis error: " + reply.str};
+  if (r->back().type != kind::array)
+    return {errc::temporarily_unavailable, "redis transaction aborted"};
+  for (auto& reply : r->back().elements)
+    if (reply.type == kind::error)
+      return {errc::internal_error, "redis error: " + reply.str};
+  return ok();
+}
+
+result<std::optional<session_record>> parse_session(const redis_reply& r) {
+  if (r.type == kind::nil)
+    return std::optional<session_record>{};
+  if (r.type != kind::string)
+    return {errc::internal_error, "unexpected redis reply for a session"};
+  auto j = nlohmann::json::parse(r.str, nullptr, false);
+  if (j.is_discarded())
+    return {errc::internal_error, "corrupt session record"};
+  try {
+    return std::optional<session_record>{j.get<session_record>()};
+  } catch (const nlohmann::json::exception&) {
+    return {errc::internal_error, "corrupt session record"};
+  }
+}
+
+class redis_session_store final : public session_store {
+ public:
+  redis_session_store(std::shared_ptr<redis_client> r, std::string prefix)
+    : redis_(std::move(r)), p_(std::move(prefix)) {}
+
+  result<std::optional<session_record>> load(const std::string& id) override {
+    auto r = redis_->command({"GET", session_key(id)});
+    if (!r)
+      return {r.error(), r.description()};
+    return parse_session(*r);
+  }
+
+  status save(const session_record& s) override {
+    if (s.expires_at <= unix_now())  // already over: nothing of it may resolve any more
+      return check_exec(redis_->pipeline({{"MULTI"},
+                                          {"DEL", session_key(s.id)},
+                                          {"SREM", p_ + "user_sessions:" + s.user_id, s.id},
+                                          {"EXEC"}}));
+    auto exp = std::to_string(s.expires_at);
+    std::vector<std::vector<std::string>> cmds;
+    cmds.push_back({"MULTI"});
+    cmds.push_back({"SET", session_key(s.id), nlohmann::json(s).dump(), "EXAT", exp});
+    auto user_key = p_ + "user_sessions:" + s.user_id;
+    cmds.push_back({"SADD", user_key, s.id});
+    cmds.push_back({"EXPIREAT", user_key, exp, "NX"});
+    cmds.push_back({"EXPIREAT", user_key, exp, "GT"});
+    for (auto& f : s.families)
+      for (auto* h : {&f.current_hash, &f.previous_hash})
+        if (!h->empty())
+          cmds.push_back({"SET", refresh_key(*h), s.id, "EXAT", exp});
+    cmds.push_back({"EXEC"});
+    return check_exec(redis_->pipeline(cmds));
+  }
+
+  status erase(const std::string& id) override {
+    auto current = load(id);
+    if (!current)
+      return {current.error(), current.description()};
+    if (!current->has_value())
+      return ok();
+    // Refresh-index entries stay until they expire (see the in-memory store).
+    return check_exec(redis_->pipeline({{"MULTI"},
+                                        {"DEL", session_key(id)},
+                                        {"SREM", p_ + "user_sessions:" + (*current)->user_id, id},
+                                        {"EXEC"}}));
+  }
+
+  result<std::optional<std::string>> find_by_refresh_hash(const std::string& hash) override {
+    auto r = redis_->command({"GET", refresh_key(hash)});
+    if (!r)
+      return {r.error(), r.description()};
+    if (r->type != kind::string)
+      return std::optional<std::string>{};
+    return std::optional<std::string>{r->str};
+  }
+
+  result<std::vector<session_record>> list_for_user(const std::string& user_id) override {
+    auto user_key = p_ + "user_sessions:" + user_id;
+    auto ids = redis_->command({"SMEMBERS", user_key});
+    if (!ids)
+      return {ids.error(), ids.description()};
+    std::vector<session_record> out;
+    if (ids->type != kind::array || ids->elements.empty())
+      return out;
+    std::vector<std::string> mget{"MGET"};
+    for (auto& e : ids->elements)
+      mget.push_back(session_key(e.str));
+    auto docs = redis_->command(mget);
+    if (!docs)
+      return {docs.error(), docs.description()};
+    std::vector<std::string> gone{"SREM", user_key};
+    for (std::size_t i = 0; i < docs->elements.size(); ++i) {
+      auto s = parse_session(docs->elements[i]);
+      if (!s)
+        return {s.error(), s.description()};
+      if (s->has_value())
+        out.push_back(std::move(**s));
+      else
+        gone.push_back(ids->elements[i].str);  // expired: drop the stale index entry
+    }
+    if (gone.size() > 2)
+      redis_->command(gone);
+    return out;
+  }
+
+ private:
+  std::string session_key(const std::string& id) const { return p_ + "session:" + id; }
+  std::string refresh_key(const std::string& h) const { return p_ + "refresh:" + h; }
+  std::shared_ptr<redis_client> redis_;
+  std::string p_;
+};
+
+// Raises a cut-off, never lowers it, atomically.
+constexpr const char* raise_cutoff_lua =
+  "local c = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') "
+  "if tonumber(ARGV[2]) > c then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end "
+  "return 1";
+
+class redis_revocation_store final : public revocation_store {
+ public:
+  redis_revocation_store(std::shared_ptr<redis_client> r, std::string prefix)
+    : redis_(std::move(r)), p_(std::move(prefix)) {}
+
+  status revoke_token(const std::string& jti, std::int64_t exp) override {
+    auto at = std::to_string(std::max<std::int64_t>(exp, unix_now() + 1));
+    auto r = redis_->command({"SET", p_ + "revoked:" + jti, "1", "EXAT", at});
+    if (!r)
+      return {r.error(), r.description()};
+    if (r->type == kind::error)
+      return {errc::internal_error, "redis error: " + r->str};
+    return ok();
+  }
+
+  result<bool> is_token_revoked(const std::string& jti) override {
+    auto r = redis_->command({"EXISTS", p_ + "revoked:" + jti});
+    if (!r)
+      return {r.error(), r.description()};
+    if (r->type != kind::integer)
+      return {errc::internal_error, "unexpected redis reply"};
+    return r->integer != 0;
+  }
+
+  status add_cutoff(const std::string& user_id, const std::string& client_id,
+                    const std::string& scope, std::int64_t cutoff) override {
+    auto r = redis_->command({"EVAL", raise_cutoff_lua, "1", p_ + "cutoffs",
+                              field(user_id, client_id, scope), std::to_string(cutoff)});
+    if (!r)
+      return {r.error(), r.description()};
+    if (r->type == kind::error)
+      return {errc::internal_error, "redis error: " + r->str};
+    return ok();
+  }
+
+  result<std::int64_t> cutoff(const std::string& user_id, const std::string& client_id,
+                              const std::string& scope) override {
+    auto r = redis_->command({"HGET", p_ + "cutoffs", field(user_id, client_id, scope)});
+    if (!r)
+      return {r.error(), r.description()};
+    if (r->type == kind::nil)
+      return std::int64_t{0};
+    if (r->type != kind::string)
+      return {errc::internal_error, "unexpected redis reply"};
+    try {
+      return static_cast<std::int64_t>(std::stoll(r->str));
+    } catch (const std::exception&) {
+      return {errc::internal_error, "corrupt cut-off"};
+    }
+  }
+
+ private:
+  static std::string field(const std::string& u, const std::string& c, const std::string& s) {
+    return u + "\n" + c + "\n" + s;
+  }
+  std::shared_ptr<redis_client> redis_;
+  std::string p_;
+};
+
+}  // namespace
+
+std::shared_ptr<session_store> make_redis_session_store(std::shared_ptr<redis_client> redis,
+                                                        std::string prefix) {
+  return std::make_shared<redis_session_store>(std::move(redis), std::move(prefix));
+}
+
+std::shared_ptr<revocation_store> make_redis_revocation_store(std::shared_ptr<redis_client> redis,
+                                                              std::string prefix) {
+  return std::make_shared<redis_revocation_store>(std::move(redis), std::move(prefix));
+}
+
+}  // namespace credo::persistence

@@ -1,0 +1,22 @@
+#pragma once
+// Redis implementations of the stores ARCHITECTURE.md puts in Redis: sessions with the refresh-
+// token and per-user indexes, and the revocation list. Keys live under `prefix` (default
+// "credo:"); every key expires with what it describes. Multi-key changes are MULTI/EXEC
+// transactions sent as one pipeline.
+#include <memory>
+#include <string>
+
+#include "persistence/redis_client.hpp"
+#include "persistence/stores.hpp"
+
+namespace credo::persistence {
+
+std::shared_ptr<session_store> make_redis_session_store(std::shared_ptr<redis_client> redis,
+                                                        std::string prefix = "credo:");
+
+/// Errors are returned, not guessed: the token check on the fast path treats them as "inactive"
+/// (fail closed) until a local revocation set sits in front of this store.
+std::shared_ptr<revocation_store> make_redis_revocation_store(std::shared_ptr<redis_client> redis,
+                                                              std::string prefix = "credo:");
+
+}  // namespace credo::persistence
