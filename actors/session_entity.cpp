@@ -11,6 +11,7 @@
 #include "actors/token_issuer.hpp"
 #include "protocols/clock.hpp"
 #include "protocols/crypto.hpp"
+#include "protocols/scope.hpp"
 
 namespace credo::actors {
 namespace {
@@ -78,15 +79,9 @@ class session_logic {
   result<bool> grant_cut(const refresh_family_record& f) {
     auto& rev = *ctx_->stores.revocations;
     auto erased = user_erased(st_.rec->user_id);
-    if (!erased || *erased || f.client_id == "credo")
+    if (!erased || *erased || f.client_id == protocols::first_party_client)
       return erased;
-    std::string_view scopes = f.scope;
-    while (!scopes.empty()) {
-      auto sp = scopes.find(' ');
-      auto s = std::string{scopes.substr(0, sp)};
-      scopes = sp == std::string_view::npos ? std::string_view{} : scopes.substr(sp + 1);
-      if (s.empty())
-        continue;
+    for (auto& s : protocols::split_scope(f.scope)) {
       auto c = rev.cutoff(st_.rec->user_id, f.client_id, s);
       if (!c)
         return {c.error(), c.description()};

@@ -20,6 +20,7 @@
 #include "protocols/crypto.hpp"
 #include "protocols/log.hpp"
 #include "protocols/messages.hpp"
+#include "protocols/scope.hpp"
 
 namespace {
 
@@ -158,7 +159,7 @@ int main(int argc, char** argv) {
 
   // The first-party public client of /auth/login.
   credo::persistence::client_record first_party;
-  first_party.client_id = "credo";
+  first_party.client_id = credo::protocols::first_party_client;
   first_party.scopes = {"openid", "profile"};
   first_party.grant_types = {"refresh_token"};
   first_party.created_at = credo::unix_now();

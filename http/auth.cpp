@@ -32,10 +32,7 @@ void auth_login(front_self self, front_env& env, job_ptr j) {
         granted.emplace_back(s);
     scope = join_scope(granted);
   }
-  std::string lowered = **email;
-  for (auto& ch : lowered)
-    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  auto found = env.ctx->stores.users->find_by_email(lowered);
+  auto found = env.ctx->stores.users->find_by_email(to_lower_ascii(**email));
   if (!found)
     return j->respond(errc_response(errc::temporarily_unavailable, "user store unavailable"));
   auto user = *found;

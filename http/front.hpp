@@ -17,6 +17,7 @@
 #include "http/service.hpp"
 #include "protocols/messages.hpp"
 #include "protocols/result.hpp"
+#include "protocols/scope.hpp"
 #include "protocols/token_cache.hpp"
 
 namespace credo::http {
@@ -46,8 +47,10 @@ struct front_env {
       token_cache(options.token_cache_capacity) {}
 };
 
-/// The first-party public client that /auth/login issues tokens to.
-inline const std::string first_party_client = "credo";
+using protocols::first_party_client;
+using protocols::join_scope;
+using protocols::split_scope;
+using protocols::valid_scope_token;
 
 // -- responses -----------------------------------------------------------------------------------
 
@@ -111,9 +114,6 @@ std::string hash_client_secret(std::string_view secret);
 
 // -- scopes --------------------------------------------------------------------------------------
 
-std::vector<std::string> split_scope(std::string_view scope);
-std::string join_scope(const std::vector<std::string>& scopes);
-bool valid_scope_token(std::string_view s);
 bool contains(const std::vector<std::string>& v, std::string_view x);
 
 // -- actor calls ---------------------------------------------------------------------------------
@@ -187,8 +187,7 @@ response admin_actors(const front_env& env);
 std::optional<response> introspect_inline(front_env& env, const request& req,
                                           std::string& refresh_token);
 
-/// Key rotation and start-up key loading: keeps every key that may still verify a live token.
+/// Key rotation (load_signing_keys, for start-up, is in service.hpp).
 status rotate_signing_key(const actors::node_context& ctx, std::string* new_kid);
-status load_signing_keys(const actors::node_context& ctx);
 
 }  // namespace credo::http

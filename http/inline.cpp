@@ -84,15 +84,23 @@ response metrics(const front_env& env) {
   auto sample = [&out](const std::string& name, const std::string& labels, std::int64_t v) {
     out += name + "{" + labels + "} " + std::to_string(v) + "\n";
   };
-  family("credo_actor_live", "gauge", "Live entity actors per kind.");
-  for (auto* s : {env.entities.session_stats.get(), env.entities.consent_stats.get()})
-    sample("credo_actor_live", "kind=\"" + s->kind + "\"", s->live.load());
-  family("credo_actor_restarts_total", "counter", "Entity restarts per kind.");
-  for (auto* s : {env.entities.session_stats.get(), env.entities.consent_stats.get()})
-    sample("credo_actor_restarts_total", "kind=\"" + s->kind + "\"", s->restarts.load());
-  family("credo_actor_failures_total", "counter", "Entity failures per kind.");
-  for (auto* s : {env.entities.session_stats.get(), env.entities.consent_stats.get()})
-    sample("credo_actor_failures_total", "kind=\"" + s->kind + "\"", s->failures.load());
+  using counter = std::atomic<std::int64_t> actors::supervisor_stats::*;
+  struct metric {
+    const char* name;
+    const char* type;
+    const char* help;
+    counter value;
+  };
+  for (auto& m : {metric{"credo_actor_live", "gauge", "Live entity actors per kind.",
+                         &actors::supervisor_stats::live},
+                  metric{"credo_actor_restarts_total", "counter", "Entity restarts per kind.",
+                         &actors::supervisor_stats::restarts},
+                  metric{"credo_actor_failures_total", "counter", "Entity failures per kind.",
+                         &actors::supervisor_stats::failures}}) {
+    family(m.name, m.type, m.help);
+    for (auto* s : {env.entities.session_stats.get(), env.entities.consent_stats.get()})
+      sample(m.name, "kind=\"" + s->kind + "\"", (s->*m.value).load());
+  }
   family("credo_uptime_seconds", "gauge", "Seconds since the node started.");
   out += "credo_uptime_seconds " + std::to_string(unix_now() - env.started_at) + "\n";
   response r;

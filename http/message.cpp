@@ -282,3 +282,14 @@ std::optional<nlohmann::json> parse_json_object(std::string_view body, int max_d
 }
 
 }  // namespace credo::http
+
+namespace credo::http {
+
+std::string to_lower_ascii(std::string_view text) {
+  std::string out{text};
+  for (char& c : out)
+    c = lower(c);
+  return out;
+}
+
+}  // namespace credo::http

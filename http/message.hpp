@@ -50,6 +50,9 @@ response error_response(int status, std::string_view code, std::string_view desc
 /// JSON body with status.
 response json_response(int status, std::string body);
 
+/// ASCII lower case (header names, emails).
+std::string to_lower_ascii(std::string_view text);
+
 /// Media type of the request without parameters, lower-cased ("application/json").
 std::string media_type(const request& req);
 

@@ -239,21 +239,21 @@ void oauth_token(front_self self, front_env& env, job_ptr j) {
   if (!grant_type_view)
     return j->respond(errc_response(errc::invalid_request, "grant_type is required"));
   // A copy: `form` may grow below, which would leave a view dangling.
-  auto grant_type = std::optional<std::string>{std::string{*grant_type_view}};
-  if (*grant_type != "authorization_code" && *grant_type != "refresh_token"
-      && *grant_type != "client_credentials")
+  const std::string grant_type{*grant_type_view};
+  if (grant_type != "authorization_code" && grant_type != "refresh_token"
+      && grant_type != "client_credentials")
     return j->respond(errc_response(errc::unsupported_grant_type, "unsupported grant_type"));
   // API.md: first-party tokens refresh "with no client authentication" at all.
   bool anonymous = !find(*form, "client_id") && !find(*form, "client_secret")
                    && !j->req.header("authorization");
-  if (anonymous && *grant_type == "refresh_token")
+  if (anonymous && grant_type == "refresh_token")
     form->emplace_back("client_id", first_party_client);
   auto client = authenticate_client(env, j->req, *form);
   if (!client)
     return j->respond(client_error_response(client, j->req));
-  if (*grant_type == "authorization_code")
+  if (grant_type == "authorization_code")
     grant_authorization_code(self, env, j, *form, client->client);
-  else if (*grant_type == "refresh_token")
+  else if (grant_type == "refresh_token")
     grant_refresh_token(self, env, j, *form, client->client);
   else
     grant_client_credentials(env, j, *form, client->client);

@@ -124,9 +124,8 @@ struct service::impl {
   router routes = make_router();
   std::vector<caf::actor> fronts;
   std::atomic<std::size_t> next{0};
-  caf::actor_system& sys;
 
-  impl(caf::actor_system& s, std::shared_ptr<front_env> e) : env(std::move(e)), sys(s) {}
+  explicit impl(std::shared_ptr<front_env> e) : env(std::move(e)) {}
 
   void dispatch(request&& req, responder respond, int id, std::string opaque = {}) {
     auto j = std::make_shared<job>();
@@ -142,7 +141,7 @@ struct service::impl {
 service::service(caf::actor_system& sys, actors::context_ptr ctx, actors::entity_handles entities,
                  service_options options)
   : impl_(std::make_shared<impl>(
-    sys, std::make_shared<front_env>(std::move(ctx), std::move(entities), std::move(options)))) {
+    std::make_shared<front_env>(std::move(ctx), std::move(entities), std::move(options)))) {
   impl_->env->started_at = unix_now();
   impl_->env->discovery_body = discovery_document(impl_->env->ctx->tokens.issuer);
   for (int i = 0; i < std::max(1, impl_->env->options.front_actors); ++i)

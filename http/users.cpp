@@ -25,12 +25,6 @@ bool valid_email(const std::string& e) {
   });
 }
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
 bool valid_password(const std::string& p) { return p.size() >= 8 && p.size() <= 1024; }
 
 nlohmann::json user_json(const persistence::user_record& u) {
@@ -107,7 +101,7 @@ void users_create(front_self self, front_env& env, job_ptr j) {
       errc_response(errc::invalid_request, "password must be 8 to 1024 characters"));
   auto user = std::make_shared<persistence::user_record>();
   user->id = protocols::uuid_v4();
-  user->email = lower(**email);
+  user->email = to_lower_ascii(**email);
   user->name = name->value_or("");
   // Cheap pre-check so that a taken email does not cost a hash; create() decides for real.
   if (auto existing = env.ctx->stores.users->find_by_email(user->email);

@@ -49,6 +49,21 @@ redis_reply convert(const redisReply* r) {
   return out;
 }
 
+// hiredis wants parallel arrays of pointers and lengths.
+struct argv_view {
+  std::vector<const char*> ptrs;
+  std::vector<std::size_t> lens;
+  explicit argv_view(const std::vector<std::string>& args) {
+    ptrs.reserve(args.size());
+    lens.reserve(args.size());
+    for (auto& a : args) {
+      ptrs.push_back(a.data());
+      lens.push_back(a.size());
+    }
+  }
+  int argc() const { return static_cast<int>(ptrs.size()); }
+};
+
 timeval to_timeval(std::chrono::milliseconds ms) {
   return {static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
 }
@@ -95,15 +110,10 @@ struct redis_client::impl {
     context_ptr c{redisConnectWithTimeout(options.host.c_str(), options.port,
                                           to_timeval(options.timeout))};
     bool ok = c && !c->err && redisSetTimeout(c.get(), to_timeval(options.timeout)) == REDIS_OK;
-    auto run = [&](std::vector<std::string> args) {
-      std::vector<const char*> argv;
-      std::vector<std::size_t> lens;
-      for (auto& a : args) {
-        argv.push_back(a.data());
-        lens.push_back(a.size());
-      }
+    auto run = [&](const std::vector<std::string>& args) {
+      argv_view argv{args};
       auto* r = static_cast<redisReply*>(
-        redisCommandArgv(c.get(), static_cast<int>(argv.size()), argv.data(), lens.data()));
+        redisCommandArgv(c.get(), argv.argc(), argv.ptrs.data(), argv.lens.data()));
       bool good = r && r->type != REDIS_REPLY_ERROR;
       if (r)
         freeReplyObject(r);
@@ -150,15 +160,8 @@ result<std::vector<redis_reply>> redis_client::pipeline(
   if (!c)
     return {errc::temporarily_unavailable, "redis unreachable"};
   for (auto& args : cmds) {
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    argv.reserve(args.size());
-    lens.reserve(args.size());
-    for (auto& a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    if (redisAppendCommandArgv(c.get(), static_cast<int>(argv.size()), argv.data(), lens.data())
+    argv_view argv{args};
+    if (redisAppendCommandArgv(c.get(), argv.argc(), argv.ptrs.data(), argv.lens.data())
         != REDIS_OK)
       return {errc::temporarily_unavailable, "redis write failed"};
   }
