@@ -8,8 +8,8 @@ namespace credo::actors {
 audit_log::audit_log(std::string node, std::shared_ptr<persistence::audit_store> store)
   : node_(std::move(node)), store_(std::move(store)) {}
 
-status audit_log::record(const std::string& type, const audit_fields& fields,
-                         nlohmann::json data) {
+persistence::audit_event audit_log::make(const std::string& type, const audit_fields& fields,
+                                         nlohmann::json data) const {
   persistence::audit_event e;
   e.event_id = protocols::uuid_v4();
   e.type = type;
@@ -21,7 +21,12 @@ status audit_log::record(const std::string& type, const audit_fields& fields,
   e.request_id = fields.request_id;
   e.node = node_;
   e.data_json = data.dump();
-  return store_->append(e);
+  return e;
+}
+
+status audit_log::record(const std::string& type, const audit_fields& fields,
+                         nlohmann::json data) {
+  return store_->append(make(type, fields, std::move(data)));
 }
 
 nlohmann::json audit_log::to_json(const persistence::audit_event& e) {

@@ -1,6 +1,7 @@
 #pragma once
-// Builds audit events in the one shape of API.md and appends them to the audit store. The
-// audit publisher actor (outbox to Kafka) reads from that store in a later stage.
+// Builds audit events in the one shape of API.md. Events of PostgreSQL-owned changes go to the
+// store write of the change (one transaction with their outbox rows); the others are appended
+// here. The audit publisher actor drains the outbox to Kafka.
 #include <memory>
 #include <string>
 
@@ -22,8 +23,13 @@ class audit_log {
  public:
   audit_log(std::string node, std::shared_ptr<persistence::audit_store> store);
 
-  /// Appends one event. `data` must never hold a secret (password, token, code, client secret).
-  /// Returns the store's status so that callers can fail a change whose event was lost.
+  /// One event, not yet stored: pass it to the store write of the change it describes.
+  /// `data` must never hold a secret (password, token, code, client secret).
+  persistence::audit_event make(const std::string& type, const audit_fields& fields,
+                                nlohmann::json data = nlohmann::json::object()) const;
+
+  /// Appends one event of a change owned outside PostgreSQL (with its outbox row). Returns the
+  /// store's status so that callers can fail a change whose event was lost.
   status record(const std::string& type, const audit_fields& fields,
                 nlohmann::json data = nlohmann::json::object());
 

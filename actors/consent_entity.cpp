@@ -34,16 +34,17 @@ caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std:
   // record, written before anything else is answered.
   auto report_expired = [ctx, st, user_id] {
     auto now = unix_now();
-    bool changed = false;
+    persistence::audit_events events;
+    auto before = st->records;
     for (auto& r : st->records)
       if (r.revoked_at == 0 && r.expires_at > 0 && r.expires_at <= now && !r.expiry_reported) {
         r.expiry_reported = true;
-        changed = true;
-        ctx->audit->record("consent.expired", {user_id, r.client_id, "", "", ""},
-                           {{"scope", r.scope}});
+        events.push_back(ctx->audit->make("consent.expired", {user_id, r.client_id, "", "", ""},
+                                          {{"scope", r.scope}}));
       }
-    if (changed)
-      ctx->stores.consents->save(user_id, st->records);
+    // A failed write is retried on the next message: the flags go back with the records.
+    if (!events.empty() && !ctx->stores.consents->save(user_id, st->records, events))
+      st->records = std::move(before);
   };
   auto unavailable = [self, st, report_expired]() -> std::optional<caf::error> {
     if (!st->load_failed) {
@@ -53,8 +54,9 @@ caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std:
     self->quit();
     return caf::make_error(errc::temporarily_unavailable, "consent store unavailable");
   };
-  auto persist = [ctx, st, user_id](std::vector<consent_record> before) {
-    if (ctx->stores.consents->save(user_id, st->records))
+  auto persist = [ctx, st, user_id](std::vector<consent_record> before,
+                                    const persistence::audit_events& events) {
+    if (ctx->stores.consents->save(user_id, st->records, events))
       return true;
     st->records = std::move(before);
     return false;
@@ -81,11 +83,11 @@ caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std:
       }
       if (st->records.size() > 400)
         std::erase_if(st->records, [now](auto& r) { return !active(r, now); });
-      if (!persist(std::move(before)))
+      auto granted = ctx->audit->make("consent.granted",
+                                      {m.user_id, m.client_id, "", m.from.ip, m.from.request_id},
+                                      {{"scopes", m.scopes}, {"expires_in", m.expires_in}});
+      if (!persist(std::move(before), {granted}))
         return caf::make_error(errc::temporarily_unavailable, "consent store unavailable");
-      ctx->audit->record("consent.granted",
-                         {m.user_id, m.client_id, "", m.from.ip, m.from.request_id},
-                         {{"scopes", m.scopes}, {"expires_in", m.expires_in}});
       return out;
     },
     [=](protocols::consent_query&) -> caf::result<protocols::consent_list> {
@@ -106,11 +108,11 @@ caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std:
         return caf::make_error(errc::temporarily_unavailable, "revocation store unavailable");
       auto before = st->records;
       i->revoked_at = now;
-      if (!persist(std::move(before)))
+      auto revoked = ctx->audit->make("consent.revoked",
+                                      {m.user_id, m.client_id, "", m.from.ip, m.from.request_id},
+                                      {{"scope", m.scope}});
+      if (!persist(std::move(before), {revoked}))
         return caf::make_error(errc::temporarily_unavailable, "consent store unavailable");
-      ctx->audit->record("consent.revoked",
-                         {m.user_id, m.client_id, "", m.from.ip, m.from.request_id},
-                         {{"scope", m.scope}});
       return true;
     },
     [=](protocols::consent_check& m) -> caf::result<protocols::consent_check_result> {
@@ -136,7 +138,7 @@ caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std:
         return std::move(*e);
       auto before = st->records;
       st->records.clear();
-      if (!persist(std::move(before)))
+      if (!persist(std::move(before), {}))
         return caf::make_error(errc::temporarily_unavailable, "consent store unavailable");
       (void) m;
       return true;

@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
   first_party.scopes = {"openid", "profile"};
   first_party.grant_types = {"refresh_token"};
   first_party.created_at = credo::unix_now();
-  ctx->stores.clients->create(first_party);
+  ctx->stores.clients->create(first_party, {});
 
   // The HTTP server binds first so that port 0 resolves before the issuer is fixed; requests
   // that arrive before the service exists get 503.

@@ -93,14 +93,14 @@ void admin_clients_create(front_self, front_env& env, job_ptr j) {
   c.scopes = *scopes;
   c.grant_types = *grants;
   c.created_at = unix_now();
-  auto st = env.ctx->stores.clients->create(c);
+  auto st = env.ctx->stores.clients->create(
+    c, {env.ctx->audit->make("client.registered",
+                             {"", c.client_id, "", j->req.remote_ip, j->req.request_id},
+                             {{"grant_types", c.grant_types}, {"public", is_public}})});
   if (!st)
     return j->respond(errc_response(st.error(), st.error() == errc::conflict
                                                   ? "client_id is already registered"
                                                   : "client store unavailable"));
-  env.ctx->audit->record("client.registered",
-                         {"", c.client_id, "", j->req.remote_ip, j->req.request_id},
-                         {{"grant_types", c.grant_types}, {"public", is_public}});
   j->respond(json_response(201, nlohmann::json{{"client_id", c.client_id},
                                                {"redirect_uris", c.redirect_uris},
                                                {"scopes", c.scopes},
@@ -113,11 +113,10 @@ void admin_clients_create(front_self, front_env& env, job_ptr j) {
 
 void admin_keys_rotate(front_self, front_env& env, job_ptr j) {
   std::string kid;
-  auto st = rotate_signing_key(*env.ctx, &kid);
+  actors::audit_fields by{"", "", "", j->req.remote_ip, j->req.request_id};
+  auto st = rotate_signing_key(*env.ctx, &by, &kid);
   if (!st)
     return j->respond(errc_response(st.error(), "key store unavailable"));
-  env.ctx->audit->record("signing_key.rotated", {"", "", "", j->req.remote_ip, j->req.request_id},
-                         {{"kid", kid}});
   j->respond(json_response(200, nlohmann::json{{"kid", kid}}.dump()));
 }
 
@@ -179,14 +178,15 @@ status load_signing_keys(const actors::node_context& ctx) {
     return keys.error();
   if (keys->empty()) {
     std::string kid;
-    return rotate_signing_key(ctx, &kid);
+    return rotate_signing_key(ctx, nullptr, &kid);
   }
   if (!ctx.keys->load(*keys))
     return errc::internal_error;
   return ok();
 }
 
-status rotate_signing_key(const actors::node_context& ctx, std::string* new_kid) {
+status rotate_signing_key(const actors::node_context& ctx, const actors::audit_fields* by,
+                          std::string* new_kid) {
   // One rotation at a time per node, so two concurrent calls cannot both retire the same key
   // and leave the ring without one of the new ones.
   static std::mutex rotation;
@@ -196,14 +196,17 @@ status rotate_signing_key(const actors::node_context& ctx, std::string* new_kid)
   if (!keys)
     return keys.error();
   auto fresh = protocols::generate_signing_key(now);
-  if (auto st = ctx.stores.keys->save(fresh); !st)
+  persistence::audit_events events;
+  if (by)
+    events.push_back(ctx.audit->make("signing_key.rotated", *by, {{"kid", fresh.kid}}));
+  if (auto st = ctx.stores.keys->save(fresh, events); !st)
     return st;
   std::vector<protocols::signing_key_record> ring{fresh};
   // Keep a retired key while a token it signed may still be live (access TTL + 60 s skew).
   for (auto& k : *keys) {
     if (k.retired_at == 0) {
       k.retired_at = now;
-      ctx.stores.keys->save(k);
+      ctx.stores.keys->save(k, {});
     }
     if (k.retired_at + ctx.tokens.access_ttl + 60 >= now)
       ring.push_back(k);

@@ -188,6 +188,9 @@ std::optional<response> introspect_inline(front_env& env, const request& req,
                                           std::string& refresh_token);
 
 /// Key rotation (load_signing_keys, for start-up, is in service.hpp).
-status rotate_signing_key(const actors::node_context& ctx, std::string* new_kid);
+/// Generates and stores a new active key, retires the old one; `by` (if any) is audited as
+/// signing_key.rotated in the key's transaction.
+status rotate_signing_key(const actors::node_context& ctx, const actors::audit_fields* by,
+                          std::string* new_kid);
 
 }  // namespace credo::http

@@ -113,12 +113,12 @@ void users_create(front_self self, front_env& env, job_ptr j) {
       [&env, j, user](std::string& hash) {
         user->password_hash = std::move(hash);
         user->created_at = user->updated_at = unix_now();
-        auto st = env.ctx->stores.users->create(*user);
+        auto st = env.ctx->stores.users->create(
+          *user, {env.ctx->audit->make("user.registered", fields_of(*j, user->id))});
         if (!st)
           return j->respond(errc_response(st.error(), st.error() == errc::email_taken
                                                         ? "that email is already registered"
                                                         : "user store unavailable"));
-        env.ctx->audit->record("user.registered", fields_of(*j, user->id));
         j->respond(json_response(201, user_json(*user).dump()));
       },
       [j](caf::error& e) { j->respond(actor_error_response(e)); });
@@ -165,12 +165,11 @@ void me_patch(front_self self, front_env& env, job_ptr j) {
             errc_response(errc::invalid_credentials, "current_password is not correct"));
         auto finish = [self, &env, j, user, new_password, sid] {
           user->updated_at = unix_now();
-          auto st = env.ctx->stores.users->update(*user);
+          auto st = env.ctx->stores.users->update(
+            *user, {env.ctx->audit->make("user.updated", fields_of(*j, user->id, sid),
+                                         {{"password_changed", new_password.has_value()}})});
           if (!st)
             return j->respond(errc_response(st.error(), "user store unavailable"));
-          env.ctx->audit->record(
-            "user.updated", fields_of(*j, user->id, sid),
-            {{"password_changed", new_password.has_value()}});
           if (!new_password)
             return j->respond(json_response(200, user_json(*user).dump()));
           end_sessions(self, env, j, user->id, sid, "password_changed",
@@ -220,11 +219,12 @@ void me_delete(front_self self, front_env& env, job_ptr j) {
           call<bool>(self, env, env.entities.consents,
                      protocols::consent_erase{user_id, j->origin()}, j,
                      [&env, j, user_id](bool) {
-                       auto st = env.ctx->stores.users->erase(user_id);
+                       env.ctx->stores.audit->scrub_subject(user_id);
+                       auto st = env.ctx->stores.users->erase(
+                         user_id, {env.ctx->audit->make("user.erased",
+                                                        {user_id, "", "", "", j->req.request_id})});
                        if (!st && st.error() != errc::not_found)
                          return j->respond(errc_response(st.error(), "user store unavailable"));
-                       env.ctx->stores.audit->scrub_subject(user_id);
-                       env.ctx->audit->record("user.erased", {user_id, "", "", "", j->req.request_id});
                        j->respond(no_content());
                      });
         });

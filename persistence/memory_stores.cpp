@@ -15,9 +15,71 @@ namespace {
 using lock = std::unique_lock<std::shared_mutex>;
 using shared_lock = std::shared_lock<std::shared_mutex>;
 
-class memory_user_store final : public user_store {
+class memory_audit_store final : public audit_store {
  public:
-  status create(const user_record& user) override {
+  explicit memory_audit_store(std::size_t capacity) : capacity_(capacity) {}
+  status append(const audit_event& event) override {
+    lock guard{mtx_};
+    events_.push_back(event);
+    if (events_.size() > capacity_)
+      events_.pop_front();
+    return ok();
+  }
+  result<std::vector<audit_event>> query(const std::string& subject, std::size_t limit) override {
+    shared_lock guard{mtx_};
+    std::vector<audit_event> out;
+    for (auto i = events_.rbegin(); i != events_.rend() && out.size() < limit; ++i)
+      if (subject.empty() || i->subject == subject)
+        out.push_back(*i);
+    return out;
+  }
+  status scrub_subject(const std::string& subject) override {
+    lock guard{mtx_};
+    for (auto& e : events_)
+      if (e.subject == subject)
+        e.ip.clear();
+    return ok();
+  }
+
+ private:
+  std::size_t capacity_;
+  std::shared_mutex mtx_;
+  std::deque<audit_event> events_;
+};
+
+/// The in-memory stand-in for "the change and its events in one transaction": events are
+/// appended after the change succeeded (nothing can fail in between).
+class with_audit {
+ public:
+  explicit with_audit(std::shared_ptr<audit_store> audit) : audit_(std::move(audit)) {}
+
+ protected:
+  status committed(status st, const audit_events& events) {
+    if (st)
+      for (auto& e : events)
+        audit_->append(e);
+    return st;
+  }
+
+ private:
+  std::shared_ptr<audit_store> audit_;
+};
+
+class memory_user_store final : public user_store, with_audit {
+ public:
+  using with_audit::with_audit;
+  status create(const user_record& user, const audit_events& events) override {
+    return committed(insert(user), events);
+  }
+  status update(const user_record& user, const audit_events& events) override {
+    return committed(replace(user), events);
+  }
+  status erase(const std::string& id, const audit_events& events) override {
+    return committed(remove(id), events);
+  }
+
+ private:
+  status insert(const user_record& user) {
     lock guard{mtx_};
     if (by_email_.count(user.email))
       return errc::email_taken;
@@ -25,6 +87,8 @@ class memory_user_store final : public user_store {
     by_id_.emplace(user.id, user);
     return ok();
   }
+
+ public:
   result<std::optional<user_record>> find_by_id(const std::string& id) override {
     shared_lock guard{mtx_};
     auto i = by_id_.find(id);
@@ -39,7 +103,9 @@ class memory_user_store final : public user_store {
       return std::optional<user_record>{};
     return std::optional<user_record>{by_id_.at(i->second)};
   }
-  status update(const user_record& user) override {
+
+ private:
+  status replace(const user_record& user) {
     lock guard{mtx_};
     auto i = by_id_.find(user.id);
     if (i == by_id_.end())
@@ -53,7 +119,7 @@ class memory_user_store final : public user_store {
     i->second = user;
     return ok();
   }
-  status erase(const std::string& id) override {
+  status remove(const std::string& id) {
     lock guard{mtx_};
     auto i = by_id_.find(id);
     if (i == by_id_.end())
@@ -69,13 +135,14 @@ class memory_user_store final : public user_store {
   std::unordered_map<std::string, std::string> by_email_;
 };
 
-class memory_client_store final : public client_store {
+class memory_client_store final : public client_store, with_audit {
  public:
-  status create(const client_record& client) override {
+  using with_audit::with_audit;
+  status create(const client_record& client, const audit_events& events) override {
     lock guard{mtx_};
     if (!clients_.emplace(client.client_id, client).second)
       return errc::conflict;
-    return ok();
+    return committed(ok(), events);
   }
   result<std::optional<client_record>> find(const std::string& client_id) override {
     shared_lock guard{mtx_};
@@ -174,8 +241,9 @@ class memory_session_store final : public session_store {
   std::uint64_t writes_ = 0;
 };
 
-class memory_consent_store final : public consent_store {
+class memory_consent_store final : public consent_store, with_audit {
  public:
+  using with_audit::with_audit;
   result<std::vector<consent_record>> load(const std::string& user_id) override {
     shared_lock guard{mtx_};
     auto i = records_.find(user_id);
@@ -183,13 +251,14 @@ class memory_consent_store final : public consent_store {
       return std::vector<consent_record>{};
     return i->second;
   }
-  status save(const std::string& user_id, const std::vector<consent_record>& records) override {
+  status save(const std::string& user_id, const std::vector<consent_record>& records,
+              const audit_events& events) override {
     lock guard{mtx_};
     if (records.empty())
       records_.erase(user_id);
     else
       records_[user_id] = records;
-    return ok();
+    return committed(ok(), events);
   }
 
  private:
@@ -265,52 +334,21 @@ class memory_code_store final : public code_store {
   std::unordered_map<std::string, authorization_code_record> codes_;
 };
 
-class memory_audit_store final : public audit_store {
+class memory_key_store final : public key_store, with_audit {
  public:
-  explicit memory_audit_store(std::size_t capacity) : capacity_(capacity) {}
-  status append(const audit_event& event) override {
-    lock guard{mtx_};
-    events_.push_back(event);
-    if (events_.size() > capacity_)
-      events_.pop_front();
-    return ok();
-  }
-  result<std::vector<audit_event>> query(const std::string& subject, std::size_t limit) override {
-    shared_lock guard{mtx_};
-    std::vector<audit_event> out;
-    for (auto i = events_.rbegin(); i != events_.rend() && out.size() < limit; ++i)
-      if (subject.empty() || i->subject == subject)
-        out.push_back(*i);
-    return out;
-  }
-  status scrub_subject(const std::string& subject) override {
-    lock guard{mtx_};
-    for (auto& e : events_)
-      if (e.subject == subject)
-        e.ip.clear();
-    return ok();
-  }
-
- private:
-  std::size_t capacity_;
-  std::shared_mutex mtx_;
-  std::deque<audit_event> events_;
-};
-
-class memory_key_store final : public key_store {
- public:
+  using with_audit::with_audit;
   result<std::vector<protocols::signing_key_record>> load_all() override {
     std::lock_guard guard{mtx_};
     return keys_;
   }
-  status save(const protocols::signing_key_record& key) override {
+  status save(const protocols::signing_key_record& key, const audit_events& events) override {
     std::lock_guard guard{mtx_};
     auto i = std::find_if(keys_.begin(), keys_.end(), [&](auto& k) { return k.kid == key.kid; });
     if (i == keys_.end())
       keys_.push_back(key);
     else
       *i = key;
-    return ok();
+    return committed(ok(), events);
   }
   status erase(const std::string& kid) override {
     std::lock_guard guard{mtx_};
@@ -327,14 +365,14 @@ class memory_key_store final : public key_store {
 
 stores make_memory_stores(std::size_t audit_capacity) {
   stores s;
-  s.users = std::make_shared<memory_user_store>();
-  s.clients = std::make_shared<memory_client_store>();
+  s.audit = std::make_shared<memory_audit_store>(audit_capacity);
+  s.users = std::make_shared<memory_user_store>(s.audit);
+  s.clients = std::make_shared<memory_client_store>(s.audit);
   s.sessions = std::make_shared<memory_session_store>();
-  s.consents = std::make_shared<memory_consent_store>();
+  s.consents = std::make_shared<memory_consent_store>(s.audit);
   s.revocations = std::make_shared<memory_revocation_store>();
   s.codes = std::make_shared<memory_code_store>();
-  s.audit = std::make_shared<memory_audit_store>(audit_capacity);
-  s.keys = std::make_shared<memory_key_store>();
+  s.keys = std::make_shared<memory_key_store>(s.audit);
   return s;
 }
 

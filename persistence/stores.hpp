@@ -15,24 +15,27 @@
 
 namespace credo::persistence {
 
+/// Events committed together with a change (possibly none).
+using audit_events = std::vector<audit_event>;
+
 class user_store {
  public:
   virtual ~user_store() = default;
   /// errc::email_taken if another user has the (lower-cased) email.
-  virtual status create(const user_record& user) = 0;
+  virtual status create(const user_record& user, const audit_events& events) = 0;
   virtual result<std::optional<user_record>> find_by_id(const std::string& id) = 0;
   virtual result<std::optional<user_record>> find_by_email(const std::string& email) = 0;
   /// Replaces the record with the same id; errc::not_found if absent.
-  virtual status update(const user_record& user) = 0;
+  virtual status update(const user_record& user, const audit_events& events) = 0;
   /// Removes the user and frees the email.
-  virtual status erase(const std::string& id) = 0;
+  virtual status erase(const std::string& id, const audit_events& events) = 0;
 };
 
 class client_store {
  public:
   virtual ~client_store() = default;
   /// errc::conflict if the client id exists.
-  virtual status create(const client_record& client) = 0;
+  virtual status create(const client_record& client, const audit_events& events) = 0;
   virtual result<std::optional<client_record>> find(const std::string& client_id) = 0;
 };
 
@@ -54,7 +57,8 @@ class consent_store {
   virtual ~consent_store() = default;
   virtual result<std::vector<consent_record>> load(const std::string& user_id) = 0;
   /// Replaces the user's records. Only the owning consent actor writes.
-  virtual status save(const std::string& user_id, const std::vector<consent_record>& records) = 0;
+  virtual status save(const std::string& user_id, const std::vector<consent_record>& records,
+                      const audit_events& events) = 0;
 };
 
 /// Revoked access tokens and consent cut-offs, consulted on every token check.
@@ -85,6 +89,7 @@ class code_store {
 class audit_store {
  public:
   virtual ~audit_store() = default;
+  /// Records an event of a change owned elsewhere (Redis sessions, tokens), with its outbox row.
   virtual status append(const audit_event& event) = 0;
   /// Newest first; empty subject means every subject.
   virtual result<std::vector<audit_event>> query(const std::string& subject, std::size_t limit) = 0;
@@ -92,12 +97,32 @@ class audit_store {
   virtual status scrub_subject(const std::string& subject) = 0;
 };
 
+/// One unpublished audit event and the Kafka topic it goes to.
+struct outbox_entry {
+  std::int64_t id = 0;  // increasing in commit order within one store
+  std::string topic;    // credo.audit.events or credo.consent.events
+  audit_event event;
+};
+
+/// The audit outbox (PostgreSQL `audit_outbox`), drained by the audit publisher actor. Rows are
+/// written by the audit-writing methods above, in their transactions.
+class outbox_store {
+ public:
+  virtual ~outbox_store() = default;
+  /// The oldest unpublished rows, at most `limit`.
+  virtual result<std::vector<outbox_entry>> pending(std::size_t limit) = 0;
+  virtual status mark_published(const std::vector<std::int64_t>& ids) = 0;
+  /// How many rows wait to be published.
+  virtual result<std::int64_t> backlog() = 0;
+};
+
 class key_store {
  public:
   virtual ~key_store() = default;
   virtual result<std::vector<protocols::signing_key_record>> load_all() = 0;
-  /// Upserts by kid.
-  virtual status save(const protocols::signing_key_record& key) = 0;
+  /// Upserts by kid. The PostgreSQL store keeps the private key encrypted with the key-encryption
+  /// key of the configuration, never in the clear.
+  virtual status save(const protocols::signing_key_record& key, const audit_events& events) = 0;
   virtual status erase(const std::string& kid) = 0;
 };
 
@@ -111,6 +136,7 @@ struct stores {
   std::shared_ptr<code_store> codes;
   std::shared_ptr<audit_store> audit;
   std::shared_ptr<key_store> keys;
+  std::shared_ptr<outbox_store> outbox;  // null unless KAFKA_BROKERS is configured
 };
 
 }  // namespace credo::persistence

@@ -2,6 +2,7 @@
 // assertions (INSTANTIATE_TEST_SUITE_P below); the durable stores join the list as they land.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 
 #include "persistence/memory_stores.hpp"
@@ -38,8 +39,8 @@ user_record user(const std::string& id, const std::string& email) {
 }
 
 TEST_P(store_contract, users_unique_email_and_lookup) {
-  ASSERT_TRUE(s.users->create(user("u1", "a@x.io")));
-  auto dup = s.users->create(user("u2", "a@x.io"));
+  ASSERT_TRUE(s.users->create(user("u1", "a@x.io"), {}));
+  auto dup = s.users->create(user("u2", "a@x.io"), {});
   EXPECT_EQ(dup.error(), errc::email_taken);
   auto by_email = s.users->find_by_email("a@x.io");
   ASSERT_TRUE(by_email && by_email->has_value());
@@ -50,21 +51,21 @@ TEST_P(store_contract, users_unique_email_and_lookup) {
 }
 
 TEST_P(store_contract, users_update_and_erase_free_the_email) {
-  ASSERT_TRUE(s.users->create(user("u1", "a@x.io")));
+  ASSERT_TRUE(s.users->create(user("u1", "a@x.io"), {}));
   auto u = user("u1", "b@x.io");
-  ASSERT_TRUE(s.users->update(u));
+  ASSERT_TRUE(s.users->update(u, {}));
   EXPECT_FALSE(s.users->find_by_email("a@x.io")->has_value());
-  ASSERT_TRUE(s.users->erase("u1"));
+  ASSERT_TRUE(s.users->erase("u1", {}));
   EXPECT_FALSE(s.users->find_by_id("u1")->has_value());
-  EXPECT_TRUE(s.users->create(user("u3", "b@x.io")));
-  EXPECT_EQ(s.users->update(user("ghost", "g@x.io")).error(), errc::not_found);
+  EXPECT_TRUE(s.users->create(user("u3", "b@x.io"), {}));
+  EXPECT_EQ(s.users->update(user("ghost", "g@x.io"), {}).error(), errc::not_found);
 }
 
 TEST_P(store_contract, clients_conflict_on_duplicate_id) {
   client_record c;
   c.client_id = "app";
-  ASSERT_TRUE(s.clients->create(c));
-  EXPECT_EQ(s.clients->create(c).error(), errc::conflict);
+  ASSERT_TRUE(s.clients->create(c, {}));
+  EXPECT_EQ(s.clients->create(c, {}).error(), errc::conflict);
   EXPECT_TRUE(s.clients->find("app")->has_value());
   EXPECT_FALSE(s.clients->find("other")->has_value());
 }
@@ -102,9 +103,9 @@ TEST_P(store_contract, expired_sessions_do_not_resolve_refresh_hashes) {
 }
 
 TEST_P(store_contract, consents_replace_per_user) {
-  ASSERT_TRUE(s.consents->save("u1", {{"app", "read", 1, 0, 0}}));
+  ASSERT_TRUE(s.consents->save("u1", {{"app", "read", 1, 0, 0}}, {}));
   EXPECT_EQ(s.consents->load("u1")->size(), 1u);
-  ASSERT_TRUE(s.consents->save("u1", {}));
+  ASSERT_TRUE(s.consents->save("u1", {}, {}));
   EXPECT_TRUE(s.consents->load("u1")->empty());
   EXPECT_TRUE(s.consents->load("nobody")->empty());
 }
@@ -157,11 +158,39 @@ TEST_P(store_contract, audit_newest_first_filtered_and_scrubbed) {
     EXPECT_EQ(e.ip, "10.0.0.1");
 }
 
+audit_event event(const std::string& id, const std::string& subject) {
+  audit_event e;
+  e.event_id = id;
+  e.type = "test.event";
+  e.occurred_at_ms = 1000;
+  e.subject = subject;
+  return e;
+}
+
+// A change and its events are one unit: both or neither.
+TEST_P(store_contract, events_commit_with_their_change_only) {
+  ASSERT_TRUE(s.users->create(user("u1", "a@x.io"), {event("e1", "u1")}));
+  EXPECT_EQ(s.users->create(user("u2", "a@x.io"), {event("e2", "u2")}).error(), errc::email_taken);
+  client_record c;
+  c.client_id = "app";
+  ASSERT_TRUE(s.clients->create(c, {event("e3", "")}));
+  EXPECT_EQ(s.clients->create(c, {event("e4", "")}).error(), errc::conflict);
+  EXPECT_EQ(s.users->erase("ghost", {event("e5", "ghost")}).error(), errc::not_found);
+  ASSERT_TRUE(s.consents->save("u1", {{"app", "read", 1, 0, 0}}, {event("e6", "u1"), event("e7", "u1")}));
+  auto all = s.audit->query("", 100);
+  ASSERT_TRUE(all);
+  std::vector<std::string> ids;
+  for (auto& e : *all)
+    ids.push_back(e.event_id);
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"e1", "e3", "e6", "e7"}));
+}
+
 TEST_P(store_contract, keys_upsert_and_erase) {
   protocols::signing_key_record k{"k1", "pem", 1, 0};
-  ASSERT_TRUE(s.keys->save(k));
+  ASSERT_TRUE(s.keys->save(k, {}));
   k.retired_at = 5;
-  ASSERT_TRUE(s.keys->save(k));
+  ASSERT_TRUE(s.keys->save(k, {}));
   auto all = s.keys->load_all();
   ASSERT_EQ(all->size(), 1u);
   EXPECT_EQ(all->front().retired_at, 5);
