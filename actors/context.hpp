@@ -1,6 +1,7 @@
 #pragma once
 // What every actor and front handler of a node shares: configuration, stores, signing keys and
 // the audit log. Immutable after start except through the thread-safe members.
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -20,12 +21,32 @@ struct token_settings {
 
 class audit_log;
 
+enum class check_state : std::uint8_t { disabled, ok, failed };
+
+/// What /health/ready reports, kept current by the node's health monitor (app/health_monitor)
+/// so that the endpoint never waits on a backend.
+struct readiness {
+  std::atomic<check_state> database{check_state::disabled};
+  std::atomic<check_state> redis{check_state::disabled};
+  std::atomic<check_state> kafka{check_state::disabled};
+  std::atomic<check_state> cluster{check_state::disabled};
+  /// Migrations applied, signing keys loaded: until then only health and metrics are served.
+  std::atomic<bool> bootstrapped{false};
+  bool ready() const {
+    for (auto* c : {&database, &redis, &kafka, &cluster})
+      if (c->load() == check_state::failed)
+        return false;
+    return bootstrapped.load();
+  }
+};
+
 struct node_context {
   std::string node_id;
   token_settings tokens;
   persistence::stores stores;
   std::shared_ptr<protocols::key_ring> keys;
   std::shared_ptr<audit_log> audit;
+  std::shared_ptr<readiness> health = std::make_shared<readiness>();
 };
 
 using context_ptr = std::shared_ptr<const node_context>;

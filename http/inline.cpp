@@ -44,26 +44,37 @@ response health_live() {
 }
 
 namespace {
-nlohmann::json checks() {
-  // The embedded default has no external backends; later stages report their real state here.
-  return {{"database", "disabled"}, {"redis", "disabled"}, {"kafka", "disabled"},
-          {"cluster", "disabled"}};
+nlohmann::json checks(const actors::readiness& h) {
+  auto name = [](const std::atomic<actors::check_state>& c) {
+    switch (c.load()) {
+      case actors::check_state::ok: return "ok";
+      case actors::check_state::failed: return "failed";
+      default: return "disabled";
+    }
+  };
+  // A database that is up but not yet migrated (or whose keys do not load) is not ok.
+  auto database = h.bootstrapped.load() ? name(h.database) : "failed";
+  return {{"database", database}, {"redis", name(h.redis)}, {"kafka", name(h.kafka)},
+          {"cluster", name(h.cluster)}};
 }
 }  // namespace
 
-response health_ready(const front_env&) {
-  return json_response(200, nlohmann::json{{"status", "ready"},
-                                           {"checks", checks()},
-                                           {"timestamp", rfc3339(unix_now())}}
-                              .dump());
+response health_ready(const front_env& env) {
+  bool ready = env.ctx->health->ready();
+  return json_response(ready ? 200 : 503,
+                       nlohmann::json{{"status", ready ? "ready" : "not_ready"},
+                                      {"checks", checks(*env.ctx->health)},
+                                      {"timestamp", rfc3339(unix_now())}}
+                         .dump());
 }
 
 response health(const front_env& env) {
-  return json_response(200, nlohmann::json{{"status", "healthy"},
+  bool ready = env.ctx->health->ready();
+  return json_response(ready ? 200 : 503, nlohmann::json{{"status", ready ? "healthy" : "unhealthy"},
                                            {"version", env.options.version},
                                            {"uptime_seconds", unix_now() - env.started_at},
                                            {"node", env.ctx->node_id},
-                                           {"checks", checks()},
+                                           {"checks", checks(*env.ctx->health)},
                                            {"timestamp", rfc3339(unix_now())}}
                               .dump());
 }

@@ -170,12 +170,19 @@ void service::handle(request&& req, responder respond) {
     return respond(errc_response(errc::invalid_token, "admin token required"));
   req.path_params = std::move(m.params);
   switch (m.route_id) {
-    case r_discovery: return respond(discovery(env));
-    case r_jwks: return respond(jwks(env));
     case r_health_live: return respond(health_live());
     case r_health_ready: return respond(health_ready(env));
     case r_health: return respond(health(env));
     case r_metrics: return respond(metrics(env));
+    default: break;
+  }
+  // Without its schema and signing keys (the database was unreachable at start) a node can
+  // answer nothing else right.
+  if (!env.ctx->health->bootstrapped.load(std::memory_order_acquire))
+    return respond(errc_response(errc::temporarily_unavailable, "node is starting: database not reachable yet"));
+  switch (m.route_id) {
+    case r_discovery: return respond(discovery(env));
+    case r_jwks: return respond(jwks(env));
     case r_admin_cluster: return respond(admin_cluster(env));
     case r_admin_actors: return respond(admin_actors(env));
     case r_introspect: {

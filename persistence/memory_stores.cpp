@@ -294,6 +294,20 @@ class memory_revocation_store final : public revocation_store {
     auto i = cutoffs_.find(key(user_id, client_id, scope));
     return i == cutoffs_.end() ? std::int64_t{0} : i->second;
   }
+  result<revocation_snapshot> snapshot() override {
+    shared_lock guard{mtx_};
+    revocation_snapshot out;
+    auto now = unix_now();
+    for (auto& [jti, exp] : tokens_)
+      if (exp >= now)
+        out.tokens.emplace_back(jti, exp);
+    for (auto& [k, at] : cutoffs_) {
+      auto a = k.find('\n');
+      auto b = k.find('\n', a + 1);
+      out.cutoffs.push_back({k.substr(0, a), k.substr(a + 1, b - a - 1), k.substr(b + 1), at});
+    }
+    return out;
+  }
 
  private:
   static std::string key(const std::string& u, const std::string& c, const std::string& s) {
@@ -362,6 +376,10 @@ class memory_key_store final : public key_store, with_audit {
 };
 
 }  // namespace
+
+std::shared_ptr<revocation_store> make_memory_revocation_store() {
+  return std::make_shared<memory_revocation_store>();
+}
 
 stores make_memory_stores(std::size_t audit_capacity) {
   stores s;

@@ -9,4 +9,7 @@ namespace credo::persistence {
 
 stores make_memory_stores(std::size_t audit_capacity = 200000);
 
+/// The in-memory revocation set alone (also the local set in front of a durable one).
+std::shared_ptr<revocation_store> make_memory_revocation_store();
+
 }  // namespace credo::persistence

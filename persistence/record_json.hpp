@@ -14,5 +14,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(refresh_family_record, family_id
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(session_record, id, user_id, device, ip,
                                                 created_at, last_seen_at, expires_at, families,
                                                 revoked_family_ids)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(authorization_code_record, code_hash, client_id,
+                                                redirect_uri, scope, code_challenge, user_id,
+                                                session_id, expires_at, consent_expires_at, used)
 
 }  // namespace credo::persistence

@@ -188,6 +188,50 @@ class redis_revocation_store final : public revocation_store {
     }
   }
 
+  // SCAN over the revoked keys (their expiry is the token's exp), then the cut-off hash.
+  result<revocation_snapshot> snapshot() override {
+    revocation_snapshot out;
+    std::string cursor = "0";
+    auto prefix = p_ + "revoked:";
+    do {
+      auto r = redis_->command({"SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"});
+      if (!r)
+        return {r.error(), r.description()};
+      if (r->type != kind::array || r->elements.size() != 2)
+        return {errc::internal_error, "unexpected redis reply"};
+      cursor = r->elements[0].str;
+      std::vector<std::vector<std::string>> cmds;
+      for (auto& key : r->elements[1].elements)
+        cmds.push_back({"EXPIRETIME", key.str});
+      if (cmds.empty())
+        continue;
+      auto times = redis_->pipeline(cmds);
+      if (!times)
+        return {times.error(), times.description()};
+      for (std::size_t i = 0; i < cmds.size(); ++i)
+        if ((*times)[i].type == kind::integer && (*times)[i].integer > 0)
+          out.tokens.emplace_back(cmds[i][1].substr(prefix.size()), (*times)[i].integer);
+    } while (cursor != "0");
+    auto all = redis_->command({"HGETALL", p_ + "cutoffs"});
+    if (!all)
+      return {all.error(), all.description()};
+    for (std::size_t i = 0; i + 1 < all->elements.size(); i += 2) {
+      auto& k = all->elements[i].str;
+      auto a = k.find('\n');
+      auto b = a == std::string::npos ? a : k.find('\n', a + 1);
+      if (b == std::string::npos)
+        continue;
+      std::int64_t at = 0;
+      try {
+        at = std::stoll(all->elements[i + 1].str);
+      } catch (const std::exception&) {
+        return {errc::internal_error, "corrupt cut-off"};
+      }
+      out.cutoffs.push_back({k.substr(0, a), k.substr(a + 1, b - a - 1), k.substr(b + 1), at});
+    }
+    return out;
+  }
+
  private:
   static std::string field(const std::string& u, const std::string& c, const std::string& s) {
     return u + "\n" + c + "\n" + s;
@@ -196,7 +240,65 @@ class redis_revocation_store final : public revocation_store {
   std::string p_;
 };
 
+// Returns the code and whether it had been used, marking it used, atomically. The used marker
+// expires with the code.
+constexpr const char* consume_code_lua = R"(
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local used = redis.call('GETSET', KEYS[2], '1')
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+if used then return {v, '1'} end
+return {v, '0'}
+)";
+
+class redis_code_store final : public code_store {
+ public:
+  redis_code_store(std::shared_ptr<redis_client> r, std::string prefix)
+    : redis_(std::move(r)), p_(std::move(prefix)) {}
+
+  status put(const authorization_code_record& c) override {
+    auto at = std::to_string(std::max<std::int64_t>(c.expires_at, unix_now() + 1));
+    auto r = redis_->command({"SET", p_ + "code:" + c.code_hash, nlohmann::json(c).dump(), "EXAT", at});
+    if (!r)
+      return {r.error(), r.description()};
+    if (r->type == kind::error)
+      return {errc::internal_error, "redis error: " + r->str};
+    return ok();
+  }
+
+  result<std::optional<authorization_code_record>> consume(const std::string& hash) override {
+    auto r = redis_->command({"EVAL", consume_code_lua, "2", p_ + "code:" + hash,
+                              p_ + "code_used:" + hash});
+    if (!r)
+      return {r.error(), r.description()};
+    if (r->type == kind::nil)
+      return std::optional<authorization_code_record>{};
+    if (r->type != kind::array || r->elements.size() != 2)
+      return {errc::internal_error, "unexpected redis reply for a code"};
+    auto j = nlohmann::json::parse(r->elements[0].str, nullptr, false);
+    if (j.is_discarded())
+      return {errc::internal_error, "corrupt authorization code record"};
+    try {
+      auto code = j.get<authorization_code_record>();
+      code.used = r->elements[1].str == "1";
+      return std::optional<authorization_code_record>{std::move(code)};
+    } catch (const nlohmann::json::exception&) {
+      return {errc::internal_error, "corrupt authorization code record"};
+    }
+  }
+
+ private:
+  std::shared_ptr<redis_client> redis_;
+  std::string p_;
+};
+
 }  // namespace
+
+std::shared_ptr<code_store> make_redis_code_store(std::shared_ptr<redis_client> redis,
+                                                  std::string prefix) {
+  return std::make_shared<redis_code_store>(std::move(redis), std::move(prefix));
+}
 
 std::shared_ptr<session_store> make_redis_session_store(std::shared_ptr<redis_client> redis,
                                                         std::string prefix) {

@@ -14,9 +14,13 @@ namespace credo::persistence {
 std::shared_ptr<session_store> make_redis_session_store(std::shared_ptr<redis_client> redis,
                                                         std::string prefix = "credo:");
 
-/// Errors are returned, not guessed: the token check on the fast path treats them as "inactive"
-/// (fail closed) until a local revocation set sits in front of this store.
+/// Errors are returned, not guessed. A node reads revocations from its local set
+/// (revocation_mirror.hpp), loaded from this store with snapshot().
 std::shared_ptr<revocation_store> make_redis_revocation_store(std::shared_ptr<redis_client> redis,
                                                               std::string prefix = "credo:");
+
+/// Authorization codes (single use, kept until they expire so that a replay is detected).
+std::shared_ptr<code_store> make_redis_code_store(std::shared_ptr<redis_client> redis,
+                                                  std::string prefix = "credo:");
 
 }  // namespace credo::persistence

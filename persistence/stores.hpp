@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "persistence/records.hpp"
@@ -61,6 +62,18 @@ class consent_store {
                       const audit_events& events) = 0;
 };
 
+/// Everything a revocation store holds, for loading a node's local revocation set.
+struct revocation_snapshot {
+  struct cutoff_entry {
+    std::string user_id;
+    std::string client_id;
+    std::string scope;
+    std::int64_t cutoff = 0;
+  };
+  std::vector<std::pair<std::string, std::int64_t>> tokens;  // jti, exp
+  std::vector<cutoff_entry> cutoffs;
+};
+
 /// Revoked access tokens and consent cut-offs, consulted on every token check.
 class revocation_store {
  public:
@@ -75,6 +88,8 @@ class revocation_store {
   /// The newest cutoff for (user, client, scope), 0 if none.
   virtual result<std::int64_t> cutoff(const std::string& user_id, const std::string& client_id,
                                       const std::string& scope) = 0;
+  /// Every live revocation and cut-off.
+  virtual result<revocation_snapshot> snapshot() = 0;
 };
 
 class code_store {

@@ -7,6 +7,7 @@
 
 #include "persistence/memory_stores.hpp"
 #include "persistence/redis_stores.hpp"
+#include "persistence/revocation_mirror.hpp"
 #include "protocols/clock.hpp"
 #include "protocols/crypto.hpp"
 
@@ -121,6 +122,41 @@ TEST_P(store_contract, revocations_and_cutoffs) {
   EXPECT_EQ(*s.revocations->cutoff("u", "c", "t"), 0);
 }
 
+TEST_P(store_contract, revocation_snapshot_lists_live_entries) {
+  ASSERT_TRUE(s.revocations->revoke_token("j1", unix_now() + 60));
+  ASSERT_TRUE(s.revocations->add_cutoff("u", "c", "s", 50));
+  ASSERT_TRUE(s.revocations->add_cutoff("u", "", "", 70));
+  auto snap = s.revocations->snapshot();
+  ASSERT_TRUE(snap);
+  ASSERT_EQ(snap->tokens.size(), 1u);
+  EXPECT_EQ(snap->tokens[0].first, "j1");
+  EXPECT_GT(snap->tokens[0].second, unix_now());
+  ASSERT_EQ(snap->cutoffs.size(), 2u);
+  for (auto& c : snap->cutoffs) {
+    EXPECT_EQ(c.user_id, "u");
+    EXPECT_EQ(c.cutoff, c.client_id.empty() ? 70 : 50);
+    EXPECT_EQ(c.scope, c.client_id.empty() ? "" : "s");
+  }
+}
+
+// The local set in front of the store: fails closed until loaded, then answers from memory.
+TEST_P(store_contract, revocation_mirror_loads_and_writes_through) {
+  ASSERT_TRUE(s.revocations->revoke_token("old", unix_now() + 60));
+  revocation_mirror mirror{s.revocations};
+  EXPECT_EQ(mirror.is_token_revoked("old").error(), errc::temporarily_unavailable);
+  EXPECT_EQ(mirror.cutoff("u", "", "").error(), errc::temporarily_unavailable);
+  ASSERT_TRUE(mirror.sync());
+  EXPECT_TRUE(*mirror.is_token_revoked("old"));
+  ASSERT_TRUE(mirror.revoke_token("new", unix_now() + 60));
+  ASSERT_TRUE(mirror.add_cutoff("u", "", "", 9));
+  EXPECT_TRUE(*s.revocations->is_token_revoked("new"));
+  EXPECT_EQ(*s.revocations->cutoff("u", "", ""), 9);
+  revocation_mirror other{s.revocations};  // a second node sees the first one's writes
+  ASSERT_TRUE(other.sync());
+  EXPECT_TRUE(*other.is_token_revoked("new"));
+  EXPECT_EQ(*other.cutoff("u", "", ""), 9);
+}
+
 TEST_P(store_contract, codes_are_consumed_once) {
   authorization_code_record c;
   c.code_hash = "ch";
@@ -215,6 +251,7 @@ std::vector<backend> backends() {
                      auto prefix = "test:" + protocols::random_token(9) + ":";
                      s.sessions = make_redis_session_store(client, prefix);
                      s.revocations = make_redis_revocation_store(client, prefix);
+                     s.codes = make_redis_code_store(client, prefix);
                      return s;
                    }});
   } else if (required && std::string{required} == "1") {
