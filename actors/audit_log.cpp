@@ -1,5 +1,6 @@
 #include "actors/audit_log.hpp"
 
+#include "persistence/audit_json.hpp"
 #include "protocols/clock.hpp"
 #include "protocols/crypto.hpp"
 
@@ -26,26 +27,15 @@ persistence::audit_event audit_log::make(const std::string& type, const audit_fi
 
 status audit_log::record(const std::string& type, const audit_fields& fields,
                          nlohmann::json data) {
-  return store_->append(make(type, fields, std::move(data)));
+  return store_->append({make(type, fields, std::move(data))});
+}
+
+status audit_log::record_all(const persistence::audit_events& events) {
+  return store_->append(events);
 }
 
 nlohmann::json audit_log::to_json(const persistence::audit_event& e) {
-  auto nullable = [](const std::string& s) -> nlohmann::json {
-    return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s);
-  };
-  auto data = nlohmann::json::parse(e.data_json, nullptr, false);
-  if (data.is_discarded())
-    data = nlohmann::json::object();
-  return {{"event_id", e.event_id},
-          {"type", e.type},
-          {"occurred_at", rfc3339_ms(e.occurred_at_ms)},
-          {"subject", nullable(e.subject)},
-          {"client_id", nullable(e.client_id)},
-          {"session_id", nullable(e.session_id)},
-          {"ip", nullable(e.ip)},
-          {"request_id", nullable(e.request_id)},
-          {"node", e.node},
-          {"data", std::move(data)}};
+  return persistence::audit_event_json(e);
 }
 
 }  // namespace credo::actors

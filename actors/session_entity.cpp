@@ -130,6 +130,22 @@ class session_logic {
             from.request_id};
   }
 
+  /// A grant is answered only once its events are in the audit store (and so in the outbox):
+  /// when they cannot be written, the change is undone and the client gets 503, so that nothing
+  /// it was given lacks its event. `before` is the record to restore (none: a new session).
+  bool audited(const persistence::audit_events& events, const std::optional<session_record>& before) {
+    if (ctx_->audit->record_all(events))
+      return true;
+    if (before) {
+      st_.rec = *before;
+      ctx_->stores.sessions->save(*st_.rec);
+    } else {
+      ctx_->stores.sessions->erase(st_.rec->id);
+      st_.rec.reset();
+    }
+    return false;
+  }
+
   /// Writes the record; on failure restores `before` so memory matches the store.
   bool persist(const session_record& before) {
     if (ctx_->stores.sessions->save(*st_.rec))
@@ -168,8 +184,13 @@ class session_logic {
       st_.rec.reset();
       return fail(errc::temporarily_unavailable, "session store unavailable");
     }
-    ctx_->audit->record("token.issued", fields(m.from, m.client_id),
-                        {{"grant_type", "password"}, {"scope", fam.scope}, {"jti", g.jti}});
+    auto who = fields(m.from, m.client_id);
+    if (!audited({ctx_->audit->make("login.succeeded", who),
+                  ctx_->audit->make("token.issued", who,
+                                    {{"grant_type", "password"}, {"scope", fam.scope},
+                                     {"jti", g.jti}})},
+                 std::nullopt))
+      return fail(errc::temporarily_unavailable, "audit store unavailable");
     return g;
   }
 
@@ -202,9 +223,11 @@ class session_logic {
     st_.rec->last_seen_at = now;
     if (!persist(before))
       return fail(errc::temporarily_unavailable, "session store unavailable");
-    ctx_->audit->record("token.issued", fields(m.from, m.client_id),
-                        {{"grant_type", "authorization_code"}, {"scope", fam.scope},
-                         {"jti", g.jti}});
+    if (!audited({ctx_->audit->make("token.issued", fields(m.from, m.client_id),
+                                    {{"grant_type", "authorization_code"}, {"scope", fam.scope},
+                                     {"jti", g.jti}})},
+                 before))
+      return fail(errc::temporarily_unavailable, "audit store unavailable");
     return g;
   }
 
@@ -235,10 +258,13 @@ class session_logic {
         st_.rec->last_seen_at = now;
         if (!persist(before))
           return fail(errc::temporarily_unavailable, "session store unavailable");
+        auto family_id = f->family_id;
+        if (!audited({ctx_->audit->make("token.refreshed", fields(m.from, m.client_id),
+                                        {{"scope", g.scope}, {"jti", g.jti}})},
+                     before))
+          return fail(errc::temporarily_unavailable, "audit store unavailable");
         if (ctx_->tokens.refresh_grace > 0)
-          st_.successors[f->family_id] = g;
-        ctx_->audit->record("token.refreshed", fields(m.from, m.client_id),
-                            {{"scope", g.scope}, {"jti", g.jti}});
+          st_.successors[family_id] = g;
         return g;
       }
       case refresh_outcome::grace_replay:

@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 #include "actors/audit_log.hpp"
+#include "actors/audit_publisher.hpp"
+#include "app/backends.hpp"
+#include "app/health_monitor.hpp"
 #include "actors/entities.hpp"
 #include "http/server.hpp"
 #include "http/service.hpp"
-#include "persistence/memory_stores.hpp"
 #include "protocols/clock.hpp"
 #include "protocols/crypto.hpp"
 #include "protocols/log.hpp"
@@ -38,6 +40,7 @@ struct options {
   int hasher_threads = 0;  // 0: number of cores
   std::size_t body_limit = 64 * 1024;
   int shutdown_grace_ms = 10000;
+  std::string key_encryption_key;
 };
 
 [[noreturn]] void fail(const std::string& reason) {
@@ -105,6 +108,9 @@ int main(int argc, char** argv) {
   env(app.add_option("--body-limit", opt.body_limit, "maximum request body, bytes")
         ->check(CLI::Range(std::size_t{1024}, std::size_t{16} << 20)),
       "CREDO_BODY_LIMIT");
+  env(app.add_option("--key-encryption-key", opt.key_encryption_key,
+                     "32 bytes (hex or base64) that encrypt the signing keys in PostgreSQL"),
+      "CREDO_KEY_ENCRYPTION_KEY");
   env(app.add_option("--shutdown-grace-ms", opt.shutdown_grace_ms,
                      "time to finish in-flight requests on SIGTERM")
         ->check(CLI::Range(0, 600000)),
@@ -121,10 +127,17 @@ int main(int argc, char** argv) {
   std::uint16_t port = 0;
   if (!split_host_port(opt.http, host, port))
     fail("--http must be HOST:PORT, got '" + opt.http + "'");
-  for (auto var : {"DATABASE_URL", "REDIS_URL", "KAFKA_BROKERS"})
+  credo::app::backend_config bc;
+  for (auto [var, field] : {std::pair{"DATABASE_URL", &bc.database_url},
+                            std::pair{"REDIS_URL", &bc.redis_url},
+                            std::pair{"KAFKA_BROKERS", &bc.kafka_brokers}})
     if (auto v = std::getenv(var); v && *v)
-      fail(std::string{var} + " is set, but this build only has the in-memory embedded default "
-                              "(durable stores are not implemented yet)");
+      *field = v;
+  bc.key_encryption_key = opt.key_encryption_key;
+  auto opened = credo::app::open_backends(bc);
+  if (!opened)
+    fail(opened.description());
+  auto backends = std::move(*opened);
   if (!opt.cluster.empty() || !opt.seeds.empty())
     fail("--cluster needs the shared stores (PostgreSQL and Redis); this build is single node");
   if (opt.node_id.empty())
@@ -153,17 +166,10 @@ int main(int argc, char** argv) {
   ctx->tokens.access_ttl = opt.access_token_ttl;
   ctx->tokens.refresh_grace = opt.refresh_grace_seconds;
   ctx->tokens.session_ttl = opt.session_ttl;
-  ctx->stores = credo::persistence::make_memory_stores();
+  ctx->stores = backends.stores;
   ctx->keys = std::make_shared<credo::protocols::key_ring>();
   ctx->audit = std::make_shared<credo::actors::audit_log>(opt.node_id, ctx->stores.audit);
 
-  // The first-party public client of /auth/login.
-  credo::persistence::client_record first_party;
-  first_party.client_id = credo::protocols::first_party_client;
-  first_party.scopes = {"openid", "profile"};
-  first_party.grant_types = {"refresh_token"};
-  first_party.created_at = credo::unix_now();
-  ctx->stores.clients->create(first_party, {});
 
   // The HTTP server binds first so that port 0 resolves before the issuer is fixed; requests
   // that arrive before the service exists get 503.
@@ -192,8 +198,29 @@ int main(int argc, char** argv) {
   while (!ctx->tokens.issuer.empty() && ctx->tokens.issuer.back() == '/')
     ctx->tokens.issuer.pop_back();
 
-  if (!credo::http::load_signing_keys(*ctx))
-    fail("cannot load or create a signing key");
+  // Work that needs the database: retried by the health monitor until it succeeds, so that a
+  // database down at start leaves the node running, not ready, and reconnecting.
+  auto bootstrap = [&backends, ctx]() -> credo::status {
+    if (auto st = credo::app::prepare_database(backends); !st)
+      return st;
+    if (auto st = credo::http::load_signing_keys(*ctx); !st)
+      return st;
+    // The first-party public client of /auth/login (already there after the first start).
+    credo::persistence::client_record first_party;
+    first_party.client_id = credo::protocols::first_party_client;
+    first_party.scopes = {"openid", "profile"};
+    first_party.grant_types = {"refresh_token"};
+    first_party.created_at = credo::unix_now();
+    auto st = ctx->stores.clients->create(first_party, {});
+    if (!st && st.error() != credo::errc::conflict)
+      return st;
+    return credo::ok();
+  };
+  if (!backends.database) {
+    if (auto st = bootstrap(); !st)
+      fail("cannot create a signing key: " + st.description());
+    ctx->health->bootstrapped = true;
+  }
 
   int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   caf::actor_system_config cfg;
@@ -215,13 +242,19 @@ int main(int argc, char** argv) {
     svo.front_actors = opt.front_actors;
     svc = std::make_shared<credo::http::service>(sys, ctx, entities, svo);
     svc_ptr.store(svc.get(), std::memory_order_release);
+    auto publisher_stats = std::make_shared<credo::actors::publisher_stats>();
+    caf::actor publisher;
+    if (backends.kafka)
+      publisher = credo::actors::spawn_audit_publisher(sys, backends.stores.outbox, backends.kafka,
+                                                       publisher_stats);
+    credo::app::health_monitor monitor{backends, ctx->health, publisher_stats, bootstrap};
 
     if (generated_admin)
       credo::log::info("generated admin token (shown once; set CREDO_ADMIN_TOKEN to choose one)",
                        {{"admin_token", admin_token}});
     credo::log::info("listening", {{"url", url},
                                    {"issuer", ctx->tokens.issuer},
-                                   {"stores", "memory"},
+                                   {"stores", backends.describe()},
                                    {"pid", static_cast<long>(getpid())}});
 
     int sig = 0;
@@ -231,8 +264,9 @@ int main(int argc, char** argv) {
     svc_ptr.store(nullptr);
     svc->shutdown();
     svc.reset();
-    for (auto& a : {entities.sessions, entities.consents, entities.hasher})
-      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    for (auto& a : {entities.sessions, entities.consents, entities.hasher, publisher})
+      if (a)
+        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   }
   credo::log::info("stopped", nlohmann::json::object());
   return 0;

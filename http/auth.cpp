@@ -54,10 +54,7 @@ void auth_login(front_self self, front_env& env, job_ptr j) {
         call<protocols::token_grant>(
           self, env, env.entities.sessions,
           protocols::session_open{sid, user->id, client, scope, device, j->origin()}, j,
-          [&env, j, user, client](protocols::token_grant& g) {
-            env.ctx->audit->record("login.succeeded",
-                                   {user->id, client, g.session_id, j->req.remote_ip,
-                                    j->req.request_id});
+          [j](protocols::token_grant& g) {
             j->respond(token_response({{"access_token", g.access_token},
                                        {"token_type", "Bearer"},
                                        {"expires_in", g.expires_in},

@@ -152,10 +152,12 @@ void grant_client_credentials(front_env& env, job_ptr j, const fields& form,
   auto now = unix_now();
   auto scope = join_scope(scopes);
   auto at = actors::mint_access_token(*env.ctx, client.client_id, client.client_id, scope, "", now);
-  env.ctx->audit->record("token.issued",
-                         {client.client_id, client.client_id, "", j->req.remote_ip,
-                          j->req.request_id},
-                         {{"grant_type", "client_credentials"}, {"scope", scope}, {"jti", at.jti}});
+  if (!env.ctx->audit->record("token.issued",
+                              {client.client_id, client.client_id, "", j->req.remote_ip,
+                               j->req.request_id},
+                              {{"grant_type", "client_credentials"}, {"scope", scope},
+                               {"jti", at.jti}}))
+    return j->respond(errc_response(errc::temporarily_unavailable, "audit store unavailable"));
   j->respond(token_response({{"access_token", at.jwt},
                              {"token_type", "Bearer"},
                              {"expires_in", at.exp - now},

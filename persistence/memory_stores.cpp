@@ -18,11 +18,13 @@ using shared_lock = std::shared_lock<std::shared_mutex>;
 class memory_audit_store final : public audit_store {
  public:
   explicit memory_audit_store(std::size_t capacity) : capacity_(capacity) {}
-  status append(const audit_event& event) override {
+  status append(const audit_events& events) override {
     lock guard{mtx_};
-    events_.push_back(event);
-    if (events_.size() > capacity_)
-      events_.pop_front();
+    for (auto& e : events) {
+      events_.push_back(e);
+      if (events_.size() > capacity_)
+        events_.pop_front();
+    }
     return ok();
   }
   result<std::vector<audit_event>> query(const std::string& subject, std::size_t limit) override {
@@ -56,8 +58,7 @@ class with_audit {
  protected:
   status committed(status st, const audit_events& events) {
     if (st)
-      for (auto& e : events)
-        audit_->append(e);
+      audit_->append(events);
     return st;
   }
 

@@ -104,8 +104,9 @@ class code_store {
 class audit_store {
  public:
   virtual ~audit_store() = default;
-  /// Records an event of a change owned elsewhere (Redis sessions, tokens), with its outbox row.
-  virtual status append(const audit_event& event) = 0;
+  /// Records events of a change owned elsewhere (Redis sessions, tokens), with their outbox
+  /// rows: all or none.
+  virtual status append(const audit_events& events) = 0;
   /// Newest first; empty subject means every subject.
   virtual result<std::vector<audit_event>> query(const std::string& subject, std::size_t limit) = 0;
   /// Removes personal data (ip) from the subject's events; the pseudonymous subject id stays.

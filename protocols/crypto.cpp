@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 
 namespace credo::protocols {
 
@@ -171,6 +172,81 @@ bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
   if (a.size() != b.size()) return false;
   if (a.empty()) return true;
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+namespace {
+
+constexpr std::size_t gcm_key_size = 32;
+constexpr std::size_t gcm_nonce_size = 12;
+constexpr std::size_t gcm_tag_size = 16;
+
+struct cipher_ctx_deleter {
+  void operator()(EVP_CIPHER_CTX* c) const noexcept { EVP_CIPHER_CTX_free(c); }
+};
+using cipher_ctx = std::unique_ptr<EVP_CIPHER_CTX, cipher_ctx_deleter>;
+
+const unsigned char* bytes(std::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
+
+unsigned char* bytes(std::string& s) { return reinterpret_cast<unsigned char*>(s.data()); }
+
+// Feeds the associated data to an initialised context (encrypt and decrypt alike).
+bool gcm_aad(EVP_CIPHER_CTX* ctx, bool encrypt, std::string_view aad) {
+  if (aad.empty()) return true;
+  if (aad.size() > INT_MAX) return false;
+  int len = 0;
+  const auto n = static_cast<int>(aad.size());
+  return (encrypt ? EVP_EncryptUpdate(ctx, nullptr, &len, bytes(aad), n)
+                  : EVP_DecryptUpdate(ctx, nullptr, &len, bytes(aad), n)) == 1;
+}
+
+}  // namespace
+
+std::optional<std::string> aead_seal(std::string_view key, std::string_view plaintext,
+                                     std::string_view associated_data) {
+  if (key.size() != gcm_key_size || plaintext.size() > INT_MAX - gcm_nonce_size - gcm_tag_size)
+    return std::nullopt;
+  std::string out = random_bytes(gcm_nonce_size);
+  out.resize(gcm_nonce_size + plaintext.size() + gcm_tag_size);
+  cipher_ctx ctx{EVP_CIPHER_CTX_new()};
+  int len = 0;
+  int final_len = 0;
+  if (!ctx ||
+      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, bytes(key), bytes(out)) != 1 ||
+      !gcm_aad(ctx.get(), true, associated_data) ||
+      EVP_EncryptUpdate(ctx.get(), bytes(out) + gcm_nonce_size, &len, bytes(plaintext),
+                        static_cast<int>(plaintext.size())) != 1 ||
+      EVP_EncryptFinal_ex(ctx.get(), bytes(out) + gcm_nonce_size + len, &final_len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(gcm_tag_size),
+                          bytes(out) + gcm_nonce_size + plaintext.size()) != 1)
+    return std::nullopt;
+  return out;
+}
+
+std::optional<std::string> aead_open(std::string_view key, std::string_view sealed,
+                                     std::string_view associated_data) {
+  if (key.size() != gcm_key_size || sealed.size() < gcm_nonce_size + gcm_tag_size ||
+      sealed.size() > INT_MAX)
+    return std::nullopt;
+  const auto body = sealed.substr(gcm_nonce_size, sealed.size() - gcm_nonce_size - gcm_tag_size);
+  std::string tag{sealed.substr(sealed.size() - gcm_tag_size)};  // ctrl wants a mutable buffer
+  std::string out(body.size(), '\0');
+  cipher_ctx ctx{EVP_CIPHER_CTX_new()};
+  int len = 0;
+  int final_len = 0;
+  if (!ctx ||
+      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, bytes(key), bytes(sealed)) != 1 ||
+      !gcm_aad(ctx.get(), false, associated_data) ||
+      EVP_DecryptUpdate(ctx.get(), bytes(out), &len, bytes(body),
+                        static_cast<int>(body.size())) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, static_cast<int>(gcm_tag_size),
+                          tag.data()) != 1 ||
+      EVP_DecryptFinal_ex(ctx.get(), bytes(out) + len, &final_len) != 1) {
+    OPENSSL_cleanse(out.data(), out.size());  // never hand back unauthenticated plaintext
+    return std::nullopt;
+  }
+  return out;
 }
 
 std::string uuid_v4() {

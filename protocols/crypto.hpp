@@ -33,6 +33,16 @@ std::string hmac_sha256(std::string_view key, std::string_view data);
 /// Compares in time that depends only on the lengths.
 bool constant_time_equal(std::string_view a, std::string_view b) noexcept;
 
+/// AES-256-GCM with a random 96-bit nonce. Returns nonce (12) || ciphertext || tag (16);
+/// `associated_data` is authenticated, not stored (the caller binds the ciphertext to its
+/// context, e.g. a key id). nullopt when `key` is not 32 bytes or OpenSSL fails.
+std::optional<std::string> aead_seal(std::string_view key, std::string_view plaintext,
+                                     std::string_view associated_data);
+/// Inverse of aead_seal. nullopt when the key is not 32 bytes, the input is too short, or
+/// authentication fails (wrong key, tampered data, other associated data).
+std::optional<std::string> aead_open(std::string_view key, std::string_view sealed,
+                                     std::string_view associated_data);
+
 /// Random (version 4) UUID, lower-case canonical form.
 std::string uuid_v4();
 

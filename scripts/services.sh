@@ -2,10 +2,12 @@
 # Throwaway backends for the integration tests, on free loopback ports:
 #   scripts/services.sh start DIR   start PostgreSQL 15, Redis and a Kafka broker (librdkafka mock
 #                                   cluster, 3 brokers); write DIR/env with DATABASE_URL, REDIS_URL,
-#                                   KAFKA_BROKERS (as CREDO_TEST_* exports)
+#                                   KAFKA_BROKERS and KAFKA_PID (as CREDO_TEST_* exports)
 #   scripts/services.sh stop DIR    stop whatever was started under DIR and delete DIR
 # DIR must be a fresh directory (mktemp -d). Needs root (PostgreSQL runs as user postgres) and
 # the kafka_mock_broker binary (KAFKA_MOCK_BROKER, default build/release/tests/infra/...).
+# A Kafka outage for a test: `kill -USR1 $CREDO_TEST_KAFKA_PID` takes every broker down (same
+# addresses, connections refused), `kill -USR2 $CREDO_TEST_KAFKA_PID` brings them all up again.
 set -euo pipefail
 cmd="${1:?usage: services.sh start|stop DIR}"
 dir="${2:?usage: services.sh start|stop DIR}"
@@ -52,6 +54,7 @@ start() {
 export CREDO_TEST_DATABASE_URL=postgres://credo:credo@127.0.0.1:$pg_port/credo
 export CREDO_TEST_REDIS_URL=redis://:$redis_pass@127.0.0.1:$redis_port/0
 export CREDO_TEST_KAFKA_BROKERS=$bootstrap
+export CREDO_TEST_KAFKA_PID=$(cat "$dir/kafka.pid")
 ENV
   echo "services: postgres 127.0.0.1:$pg_port, redis 127.0.0.1:$redis_port, kafka $bootstrap"
 }

@@ -2,6 +2,8 @@
 //   kafka_mock_broker BOOTSTRAP_FILE [BROKERS]
 // Creates BROKERS (default 3) brokers and the topics Credo publishes to, writes the bootstrap
 // string to BOOTSTRAP_FILE (atomically, via a temporary file) and runs until SIGTERM/SIGINT.
+// A Kafka outage without changing addresses: SIGUSR1 takes every broker down (connections are
+// closed and refused), SIGUSR2 brings every broker up again on the same ports.
 // librdkafka marks the mock API experimental; it stands in for Kafka only in tests (the compose
 // stack uses Redpanda).
 #include <csignal>
@@ -26,6 +28,8 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR1);
+  sigaddset(&signals, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   char err[512];
@@ -57,8 +61,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kafka_mock_broker: cannot write %s\n", path.c_str());
     return 1;
   }
-  int sig = 0;
-  sigwait(&signals, &sig);
+  for (int sig = 0; sigwait(&signals, &sig) == 0;) {
+    if (sig == SIGTERM || sig == SIGINT)
+      break;
+    bool down = sig == SIGUSR1;
+    for (int id = 1; id <= brokers; ++id) {
+      auto err =
+        down ? rd_kafka_mock_broker_set_down(mc, id) : rd_kafka_mock_broker_set_up(mc, id);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        std::fprintf(stderr, "kafka_mock_broker: broker %d: %s\n", id, rd_kafka_err2str(err));
+    }
+    std::fprintf(stderr, "kafka_mock_broker: all brokers %s\n", down ? "down" : "up");
+  }
   rd_kafka_mock_cluster_destroy(mc);
   rd_kafka_destroy(rk);
   return 0;

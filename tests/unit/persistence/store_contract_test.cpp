@@ -6,6 +6,9 @@
 #include <functional>
 
 #include "persistence/memory_stores.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg_client.hpp"
+#include "persistence/pg_stores.hpp"
 #include "persistence/redis_stores.hpp"
 #include "persistence/revocation_mirror.hpp"
 #include "protocols/clock.hpp"
@@ -177,7 +180,7 @@ TEST_P(store_contract, audit_newest_first_filtered_and_scrubbed) {
     e.event_id = std::to_string(i);
     e.subject = i % 2 ? "u1" : "u2";
     e.ip = "10.0.0.1";
-    ASSERT_TRUE(s.audit->append(e));
+    ASSERT_TRUE(s.audit->append({e}));
   }
   auto all = s.audit->query("", 10);
   ASSERT_EQ(all->size(), 5u);
@@ -234,6 +237,42 @@ TEST_P(store_contract, keys_upsert_and_erase) {
   EXPECT_TRUE(s.keys->load_all()->empty());
 }
 
+// The PostgreSQL stores over a fresh schema (random name) on the server of
+// CREDO_TEST_DATABASE_URL, with the outbox on; the stores PostgreSQL does not keep come from
+// memory.
+stores make_postgres_stores(const std::string& url) {
+  auto s = make_memory_stores();
+  auto options = parse_database_url(url);
+  if (!options) {
+    ADD_FAILURE() << "CREDO_TEST_DATABASE_URL is malformed: " << options.description();
+    return s;
+  }
+  options->schema = "test_" + protocols::sha256_hex(protocols::random_bytes(16)).substr(0, 20);
+  auto pg = std::make_shared<pg_client>(*options);
+  if (auto st = migrate(*pg); !st)
+    ADD_FAILURE() << "migrate: " << to_string(st.error()) << " " << st.description();
+  auto p = make_pg_stores(pg, {protocols::random_bytes(32), true});
+  s.users = p.users;
+  s.clients = p.clients;
+  s.consents = p.consents;
+  s.audit = p.audit;
+  s.keys = p.keys;
+  s.outbox = p.outbox;
+  return s;
+}
+
+void add_postgres_backend(std::vector<backend>& out, bool required) {
+  const char* url = std::getenv("CREDO_TEST_DATABASE_URL");
+  if (url && *url)
+    out.push_back({"postgres", [u = std::string{url}] { return make_postgres_stores(u); }});
+  else if (required)
+    out.push_back({"postgres_not_started", [] {
+                     ADD_FAILURE()
+                       << "CREDO_REQUIRE_BACKENDS=1 but CREDO_TEST_DATABASE_URL is unset";
+                     return make_memory_stores();
+                   }});
+}
+
 // The Redis backend runs when scripts/test.sh has started a Redis (CREDO_TEST_REDIS_URL); there
 // CREDO_REQUIRE_BACKENDS=1 turns a missing URL into a failure instead of a silent skip. Each
 // test gets its own key prefix on the shared server.
@@ -260,6 +299,7 @@ std::vector<backend> backends() {
                      return make_memory_stores();
                    }});
   }
+  add_postgres_backend(out, required && std::string{required} == "1");
   return out;
 }
 
@@ -271,7 +311,7 @@ TEST(memory_audit_store, keeps_a_bounded_window) {
   for (int i = 0; i < 10; ++i) {
     audit_event e;
     e.event_id = std::to_string(i);
-    s.audit->append(e);
+    s.audit->append({e});
   }
   auto all = s.audit->query("", 100);
   ASSERT_EQ(all->size(), 3u);

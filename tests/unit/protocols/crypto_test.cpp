@@ -205,5 +205,58 @@ TEST(uuid_v4, canonical_lower_case_version_4_form) {
   }
 }
 
+std::string unhex(std::string_view h) {
+  std::string out;
+  for (std::size_t i = 0; i + 1 < h.size(); i += 2)
+    out.push_back(static_cast<char>(std::stoi(std::string{h.substr(i, 2)}, nullptr, 16)));
+  return out;
+}
+
+TEST(aead, opens_the_gcm_spec_test_case_16) {
+  // McGrew & Viega, "The Galois/Counter Mode of Operation", test case 16 (AES-256, with AAD).
+  const auto key = unhex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308");
+  const auto aad = unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+  const auto plain = unhex(
+      "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+      "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39");
+  const auto sealed = unhex(
+      "cafebabefacedbaddecaf888"
+      "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+      "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
+      "76fc6ece0f4e1768cddf8853bb2d551b");
+  EXPECT_EQ(aead_open(key, sealed, aad), plain);
+}
+
+TEST(aead, round_trips_with_a_fresh_nonce_each_time) {
+  const auto key = random_bytes(32);
+  for (const std::string& plain : {std::string{}, std::string{"x"}, random_bytes(1000)}) {
+    const auto a = aead_seal(key, plain, "kid-1");
+    const auto b = aead_seal(key, plain, "kid-1");
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ(a->size(), 12 + plain.size() + 16);
+    EXPECT_NE(a->substr(0, 12), b->substr(0, 12));
+    EXPECT_EQ(aead_open(key, *a, "kid-1"), plain);
+  }
+}
+
+TEST(aead, refuses_wrong_key_other_associated_data_and_tampering) {
+  const auto key = random_bytes(32);
+  const auto sealed = aead_seal(key, "-----BEGIN PRIVATE KEY-----", "kid-1");
+  ASSERT_TRUE(sealed);
+  EXPECT_FALSE(aead_open(random_bytes(32), *sealed, "kid-1"));
+  EXPECT_FALSE(aead_open(key, *sealed, "kid-2"));
+  for (const std::size_t at : {std::size_t{0}, std::size_t{15}, sealed->size() - 1}) {
+    auto bad = *sealed;
+    bad[at] = static_cast<char>(bad[at] ^ 1);
+    EXPECT_FALSE(aead_open(key, bad, "kid-1")) << at;
+  }
+  EXPECT_FALSE(aead_open(key, sealed->substr(0, 27), "kid-1"));
+}
+
+TEST(aead, rejects_keys_that_are_not_256_bits) {
+  EXPECT_FALSE(aead_seal(random_bytes(16), "x", ""));
+  EXPECT_FALSE(aead_open(random_bytes(31), std::string(40, 'a'), ""));
+}
+
 }  // namespace
 }  // namespace credo::protocols
