@@ -20,6 +20,7 @@ struct token_settings {
 };
 
 class audit_log;
+struct publisher_stats;
 
 enum class check_state : std::uint8_t { disabled, ok, failed };
 
@@ -47,6 +48,7 @@ struct node_context {
   std::shared_ptr<protocols::key_ring> keys;
   std::shared_ptr<audit_log> audit;
   std::shared_ptr<readiness> health = std::make_shared<readiness>();
+  std::shared_ptr<publisher_stats> publisher;  // null unless KAFKA_BROKERS is configured
 };
 
 using context_ptr = std::shared_ptr<const node_context>;

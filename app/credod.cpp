@@ -167,6 +167,8 @@ int main(int argc, char** argv) {
   ctx->tokens.refresh_grace = opt.refresh_grace_seconds;
   ctx->tokens.session_ttl = opt.session_ttl;
   ctx->stores = backends.stores;
+  if (backends.kafka)
+    ctx->publisher = std::make_shared<credo::actors::publisher_stats>();
   ctx->keys = std::make_shared<credo::protocols::key_ring>();
   ctx->audit = std::make_shared<credo::actors::audit_log>(opt.node_id, ctx->stores.audit);
 
@@ -242,12 +244,11 @@ int main(int argc, char** argv) {
     svo.front_actors = opt.front_actors;
     svc = std::make_shared<credo::http::service>(sys, ctx, entities, svo);
     svc_ptr.store(svc.get(), std::memory_order_release);
-    auto publisher_stats = std::make_shared<credo::actors::publisher_stats>();
     caf::actor publisher;
     if (backends.kafka)
       publisher = credo::actors::spawn_audit_publisher(sys, backends.stores.outbox, backends.kafka,
-                                                       publisher_stats);
-    credo::app::health_monitor monitor{backends, ctx->health, publisher_stats, bootstrap};
+                                                       ctx->publisher);
+    credo::app::health_monitor monitor{backends, ctx->health, ctx->publisher, bootstrap};
 
     if (generated_admin)
       credo::log::info("generated admin token (shown once; set CREDO_ADMIN_TOKEN to choose one)",

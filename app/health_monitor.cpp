@@ -63,6 +63,10 @@ void health_monitor::check() {
     if (auto st = bootstrap_(); st) {
       health_->bootstrapped.store(true, std::memory_order_release);
       log::info("node bootstrapped", nlohmann::json::object());
+    } else if (st.description() != last_bootstrap_error_) {
+      // Once per distinct reason (a wrong key-encryption key would otherwise go unnoticed).
+      last_bootstrap_error_ = st.description();
+      log::warn("cannot bootstrap yet; retrying", {{"reason", last_bootstrap_error_}});
     }
   }
   if (b_.redis) {

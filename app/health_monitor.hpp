@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "actors/context.hpp"
@@ -46,6 +47,7 @@ class health_monitor {
   std::function<status()> bootstrap_;
   health_monitor_options options_;
   std::chrono::steady_clock::time_point last_sync_{};
+  std::string last_bootstrap_error_;
   std::mutex mtx_;
   std::condition_variable cv_;
   bool stop_ = false;

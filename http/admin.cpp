@@ -4,6 +4,7 @@
 #include <charconv>
 #include <mutex>
 
+#include "actors/audit_publisher.hpp"
 #include "http/front.hpp"
 #include "protocols/clock.hpp"
 
@@ -166,22 +167,28 @@ response admin_actors(const front_env& env) {
     return nlohmann::json{{"kind", k},     {"live", 0},        {"restarts", 0},
                           {"failures", 0}, {"max_mailbox", 0}, {"last_failure", nullptr}};
   };
+  auto publisher = zero("audit_publisher");
+  if (auto& p = env.ctx->publisher) {
+    auto last = p->last_error();
+    publisher["live"] = 1;
+    publisher["failures"] = p->failures.load();
+    publisher["last_failure"] = last.empty() ? nlohmann::json(nullptr) : nlohmann::json(last);
+  }
   nlohmann::json sup = nlohmann::json::array({kind(*env.entities.session_stats), zero("rate_limit"),
-                                              kind(*env.entities.consent_stats),
-                                              zero("audit_publisher")});
+                                              kind(*env.entities.consent_stats), publisher});
   return json_response(200, nlohmann::json{{"node", env.ctx->node_id}, {"supervisors", sup}}.dump());
 }
 
 status load_signing_keys(const actors::node_context& ctx) {
   auto keys = ctx.stores.keys->load_all();
   if (!keys)
-    return keys.error();
+    return {keys.error(), keys.description()};
   if (keys->empty()) {
     std::string kid;
     return rotate_signing_key(ctx, nullptr, &kid);
   }
   if (!ctx.keys->load(*keys))
-    return errc::internal_error;
+    return {errc::internal_error, "a stored signing key does not parse"};
   return ok();
 }
 

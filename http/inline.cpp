@@ -1,5 +1,6 @@
 // Routes answered on the I/O thread without an actor hop: discovery, JWKS, health, metrics and
 // access-token introspection (signature + revocation set + verified-token cache).
+#include "actors/audit_publisher.hpp"
 #include "http/front.hpp"
 #include "protocols/clock.hpp"
 
@@ -111,6 +112,26 @@ response metrics(const front_env& env) {
     family(m.name, m.type, m.help);
     for (auto* s : {env.entities.session_stats.get(), env.entities.consent_stats.get()})
       sample(m.name, "kind=\"" + s->kind + "\"", (s->*m.value).load());
+  }
+  family("credo_backend_up", "gauge",
+         "1 while a configured backend answers its health check, 0 when it does not.");
+  for (auto [name, state] : {std::pair{"postgres", &env.ctx->health->database},
+                             std::pair{"redis", &env.ctx->health->redis},
+                             std::pair{"kafka", &env.ctx->health->kafka}})
+    if (state->load() != actors::check_state::disabled)
+      sample("credo_backend_up", std::string{"backend=\""} + name + "\"",
+             state->load() == actors::check_state::ok ? 1 : 0);
+  if (auto& p = env.ctx->publisher) {
+    family("credo_outbox_backlog", "gauge", "Audit outbox rows waiting to be published.");
+    out += "credo_outbox_backlog " + std::to_string(p->backlog.load()) + "\n";
+    family("credo_audit_published_total", "counter", "Audit events published to Kafka.");
+    out += "credo_audit_published_total " + std::to_string(p->published.load()) + "\n";
+    family("credo_audit_publish_failures_total", "counter",
+           "Publish rounds that failed and backed off.");
+    out += "credo_audit_publish_failures_total " + std::to_string(p->failures.load()) + "\n";
+    family("credo_audit_publish_latency_ms", "gauge",
+           "Change-to-acknowledged latency of the newest published event.");
+    out += "credo_audit_publish_latency_ms " + std::to_string(p->last_latency_ms.load()) + "\n";
   }
   family("credo_uptime_seconds", "gauge", "Seconds since the node started.");
   out += "credo_uptime_seconds " + std::to_string(unix_now() - env.started_at) + "\n";

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the machine, builds Credo and runs every test: unit tests, integration tests against a
-# real credod, the OAuth client-library conformance run, the same suite under ASan+UBSan, and a
+# real credod (on the embedded default, then again on PostgreSQL + Redis + Kafka), the OAuth
+# client-library conformance run, the same suite under ASan+UBSan, and a
 # short smoke run of each libFuzzer harness. Starts a throwaway PostgreSQL, Redis and Kafka broker
 # (scripts/services.sh) for the integration tests and stops them on exit, also on failure.
 # Exits non-zero when anything fails.
@@ -31,6 +32,8 @@ export CREDO_REQUIRE_BACKENDS=1
 
 echo "== release tests"
 ctest --preset release -j2 --timeout 900
+echo "== integration tests again, every node on PostgreSQL + Redis + Kafka"
+CREDO_IT_STORES=durable ctest --preset release -L integration -j2 --timeout 900
 
 if [[ "${CREDO_SKIP_ASAN:-0}" != 1 ]]; then
   echo "== asan+ubsan build"
@@ -38,6 +41,7 @@ if [[ "${CREDO_SKIP_ASAN:-0}" != 1 ]]; then
   cmake --build --preset asan
   echo "== asan+ubsan tests"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
     ctest --preset asan -j2 --timeout 1800
 fi
 

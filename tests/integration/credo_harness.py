@@ -59,9 +59,27 @@ def credod_path() -> str:
     return path
 
 
+# CREDO_IT_STORES=durable runs every server of the suite on the throwaway PostgreSQL, Redis and
+# Kafka that scripts/test.sh starts (CREDO_TEST_*), so the whole API contract is checked on the
+# durable stores too; unset, servers use the embedded default.
+DURABLE = os.environ.get("CREDO_IT_STORES") == "durable"
+
+
+def durable_env() -> dict[str, str]:
+    env = {"CREDO_KEY_ENCRYPTION_KEY": "5f" * 32}
+    for var in _SCRUBBED_ENV:
+        value = os.environ.get(f"CREDO_TEST_{var}")
+        if not value:
+            raise RuntimeError(f"CREDO_IT_STORES=durable needs CREDO_TEST_{var}")
+        env[var] = value
+    return env
+
+
 def server_env(admin_token: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in _SCRUBBED_ENV and not k.startswith("CREDO_") and k != "CREDOD"}
+    if DURABLE:
+        env.update(durable_env())
     if admin_token is not None:
         env["CREDO_ADMIN_TOKEN"] = admin_token
     env.update(extra or {})
@@ -139,7 +157,22 @@ class CredoServer:
             self.stop()
             raise ServerStartError(f"'listening' line carries an unusable url {self.url!r}")
         self.host, self.port = parsed.hostname, parsed.port
+        if DURABLE and "DATABASE_URL" not in self.extra_env:
+            self._await_ready()
         return self
+
+    def _await_ready(self) -> None:
+        """On the durable stores the node is up before every backend check has passed (Kafka is
+        probed by the audit publisher): wait for /health/ready, bounded."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            resp = raw_request(self.host, self.port, "GET", "/health/ready", None, {}, 5)
+            if resp.status == 200:
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise ServerStartError(f"credod did not become ready on the durable stores\n"
+                               f"{self.output_tail()}")
 
     def _pump(self, stream, sink: list[str], is_stdout: bool) -> None:
         try:

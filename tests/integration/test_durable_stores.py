@@ -223,5 +223,26 @@ class PostgresDownTest(unittest.TestCase):
         api.register_user()
 
 
+@skip_without_backends
+class WrongKeyEncryptionKeyTest(unittest.TestCase):
+
+    def test_a_node_with_another_key_stays_unready_and_says_why(self):
+        first, api = start_node(store_env(), self)
+        wait_ready(api)  # the database now holds signing keys sealed with the suite's key
+        first.stop()
+        env = store_env()
+        env["CREDO_KEY_ENCRYPTION_KEY"] = "6a" * 32
+        server, api = start_node(env, self)
+        status, c = checks(api)
+        self.assertEqual((status, c.get("database")), (503, "failed"))
+        resp = api.post_json("/users", {"email": unique_email(), "password": "long-enough-pw"})
+        self.assertEqual(resp.status, 503, resp.describe())
+        log = poll(lambda: [r for r in server.log_records()
+                            if r.get("msg") == "cannot bootstrap yet; retrying"], 10,
+                   what="the bootstrap failure in the log")
+        self.assertIn("key-encryption key", log[0].get("reason", ""))
+        self.assertNotIn("PRIVATE KEY", server.stdout_text() + server.stderr_text())
+
+
 if __name__ == "__main__":
     unittest.main()

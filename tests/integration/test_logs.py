@@ -101,6 +101,26 @@ class ProcessContractTest(unittest.TestCase):
         result = self.run_credod(["--http", "127.0.0.1:0"], {"DATABASE_URL": "not a url at all"})
         self.assertRefusesToStart(result, "malformed DATABASE_URL")
 
+    def test_database_url_password_is_not_repeated(self):
+        secret = "s3cr3t-" + unique_id("pw")
+        result = self.run_credod(["--http", "127.0.0.1:0"],
+                                 {"DATABASE_URL": f"mysql://credo:{secret}@127.0.0.1:5432/credo"})
+        self.assertRefusesToStart(result, "DATABASE_URL with another scheme")
+        self.assertNotIn(secret, (result.stdout + result.stderr).decode("utf-8", "replace"))
+
+    def test_a_database_needs_a_key_encryption_key(self):
+        result = self.run_credod(["--http", "127.0.0.1:0"],
+                                 {"DATABASE_URL": "postgres://credo:pw@127.0.0.1:1/credo",
+                                  "CREDO_KEY_ENCRYPTION_KEY": ""})
+        self.assertRefusesToStart(result, "DATABASE_URL without CREDO_KEY_ENCRYPTION_KEY")
+        self.assertIn(b"CREDO_KEY_ENCRYPTION_KEY", result.stderr)
+
+    def test_kafka_needs_a_database(self):
+        result = self.run_credod(["--http", "127.0.0.1:0"],
+                                 {"KAFKA_BROKERS": "127.0.0.1:9092", "DATABASE_URL": ""})
+        self.assertRefusesToStart(result, "KAFKA_BROKERS without DATABASE_URL")
+        self.assertIn(b"DATABASE_URL", result.stderr)
+
     def test_port_in_use_is_fatal(self):
         server = CredoServer()
         self.addCleanup(server.stop)
