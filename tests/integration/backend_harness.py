@@ -14,6 +14,7 @@ import threading
 import time
 import unittest
 import urllib.parse
+import uuid
 
 REQUIRED = os.environ.get("CREDO_REQUIRE_BACKENDS") == "1"
 DATABASE_URL = os.environ.get("CREDO_TEST_DATABASE_URL", "")
@@ -32,14 +33,26 @@ def skip_without_backends(cls):
 
 def store_env(database: str | None = DATABASE_URL, redis: str | None = REDIS_URL,
               kafka: str | None = None) -> dict[str, str]:
-    env = {"CREDO_KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY}
-    if database:
-        env["DATABASE_URL"] = database
-    if redis:
-        env["REDIS_URL"] = redis
-    if kafka:
-        env["KAFKA_BROKERS"] = kafka
-    return env
+    """Every variable is set, empty meaning "not configured", so that nothing of the suite-wide
+    CREDO_IT_STORES=durable environment leaks into a test that chose its own backends."""
+    return {"CREDO_KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY, "DATABASE_URL": database or "",
+            "REDIS_URL": redis or "", "KAFKA_BROKERS": kafka or ""}
+
+
+def private_database(test: unittest.TestCase) -> str:
+    """A fresh database on the shared server, dropped when the test ends: for tests whose node
+    must be the only one draining its audit outbox."""
+    name = "credo_" + uuid.uuid4().hex[:12]
+    admin = with_user(DATABASE_URL, "postgres", "postgres")
+    psql(f"CREATE DATABASE {name} OWNER credo", admin)
+    test.addCleanup(psql, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", admin)
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(DATABASE_URL)._replace(path="/" + name))
+
+
+def with_user(url: str, user: str, database: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}@{parts.hostname}:{parts.port}",
+                                                  path="/" + database))
 
 
 def with_address(url: str, host: str, port: int) -> str:

@@ -5,8 +5,8 @@ cut off (a TCP proxy in front of the shared server, so other tests are not distu
 import signal
 import unittest
 
-from backend_harness import (DATABASE_URL, REDIS_URL, KafkaBroker, TcpProxy, poll, psql,
-                             skip_without_backends, store_env)
+from backend_harness import (DATABASE_URL, REDIS_URL, KafkaBroker, TcpProxy, poll,
+                             private_database, psql, skip_without_backends, store_env)
 from credo_harness import CredoClient, CredoServer, unique_email, unique_id
 
 
@@ -88,7 +88,11 @@ class OutboxTest(unittest.TestCase):
     def setUp(self):
         self.kafka = KafkaBroker()
         self.addCleanup(self.kafka.stop)
-        self.node, self.api = start_node(store_env(kafka=self.kafka.bootstrap), self)
+        # Any node may publish any outbox row: this node gets a database of its own, so that
+        # its events reach its own broker and no one else's.
+        self.database = private_database(self)
+        self.node, self.api = start_node(
+            store_env(database=self.database, kafka=self.kafka.bootstrap), self)
         wait_ready(self.api)
 
     def scenario(self) -> None:
@@ -132,9 +136,10 @@ class OutboxTest(unittest.TestCase):
         self.kafka.down()
         wait_check(self.api, "kafka", "failed")
         self.assertEqual(checks(self.api)[0], 503)
-        before = int(psql("SELECT count(*) FROM audit_outbox WHERE published_at IS NULL")[0])
+        unpublished = "SELECT count(*) FROM audit_outbox WHERE published_at IS NULL"
+        before = int(psql(unpublished, self.database)[0])
         self.scenario()  # work goes on while Kafka is down
-        grown = int(psql("SELECT count(*) FROM audit_outbox WHERE published_at IS NULL")[0])
+        grown = int(psql(unpublished, self.database)[0])
         self.assertGreater(grown, before, "the outbox grows while Kafka is down")
         events = self.events()
         self.kafka.up()
