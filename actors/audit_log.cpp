@@ -30,10 +30,6 @@ status audit_log::record(const std::string& type, const audit_fields& fields,
   return store_->append({make(type, fields, std::move(data))});
 }
 
-status audit_log::record_all(const persistence::audit_events& events) {
-  return store_->append(events);
-}
-
 nlohmann::json audit_log::to_json(const persistence::audit_event& e) {
   return persistence::audit_event_json(e);
 }

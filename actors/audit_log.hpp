@@ -32,8 +32,6 @@ class audit_log {
   /// store's status so that callers can fail a change whose event was lost.
   status record(const std::string& type, const audit_fields& fields,
                 nlohmann::json data = nlohmann::json::object());
-  /// Several such events, all or none.
-  status record_all(const persistence::audit_events& events);
 
   /// The API.md JSON shape of an event.
   static nlohmann::json to_json(const persistence::audit_event& e);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <limits>
 #include <unordered_map>
 
 #include <caf/all.hpp>
@@ -27,11 +28,14 @@ struct publisher_state {
   milliseconds backoff{0};  // 0: the last round succeeded
   clock::time_point last_probe{};
   clock::time_point last_backlog_check{};
+  clock::time_point next_prune{};  // the first prune comes with the first quiet round
 
   static inline const char* name = "audit_publisher";
 
   /// One round: pending -> publish -> mark_published. Returns the delay before the next round.
   milliseconds run_round() {
+    if (opt.ready && !opt.ready())
+      return opt.idle_interval;  // no schema yet: nothing to read, nothing failed
     auto rows = outbox->pending(opt.batch_size);
     if (!rows)
       return failed("outbox pending: " + rows.description(), false);
@@ -43,6 +47,7 @@ struct publisher_state {
         stats->kafka_ok = static_cast<bool>(producer->probe(opt.probe_timeout));
       }
       succeeded();
+      prune_if_due();
       return opt.idle_interval;
     }
     auto report = producer->publish(*rows, producer->delivery_bound());
@@ -54,7 +59,7 @@ struct publisher_state {
         return failed("outbox mark_published: " + marked.description(), false);
       }
       stats->published += static_cast<std::int64_t>(report.delivered.size());
-      stats->last_latency_ms = unix_now_ms() - newest_occurred_at(*rows, report.delivered);
+      stats->last_latency_ms = unix_now_ms() - oldest_occurred_at(*rows, report.delivered);
     }
     stats->kafka_ok = report.complete() || producer->healthy();
     if (!report.complete())
@@ -67,20 +72,42 @@ struct publisher_state {
     else
       stats->backlog = 0;
     succeeded();
-    return full ? milliseconds{0} : opt.idle_interval;
+    if (full)
+      return milliseconds{0};
+    prune_if_due();  // not while draining a backlog
+    return opt.idle_interval;
   }
 
-  static std::int64_t newest_occurred_at(const std::vector<persistence::outbox_entry>& rows,
+  /// The earliest occurred_at among the delivered rows: the batch's worst latency.
+  static std::int64_t oldest_occurred_at(const std::vector<persistence::outbox_entry>& rows,
                                          const std::vector<std::int64_t>& delivered) {
     std::unordered_map<std::int64_t, std::int64_t> at;
     at.reserve(rows.size());
     for (const auto& r : rows)
       at.emplace(r.id, r.event.occurred_at_ms);
-    std::int64_t newest = 0;
+    auto oldest = std::numeric_limits<std::int64_t>::max();
     for (auto id : delivered)
       if (auto it = at.find(id); it != at.end())
-        newest = std::max(newest, it->second);
-    return newest;
+        oldest = std::min(oldest, it->second);
+    return oldest == std::numeric_limits<std::int64_t>::max() ? unix_now_ms() : oldest;
+  }
+
+  /// Deletes published rows past prune_after, once per prune_interval, or in the next quiet
+  /// round again while a call deletes a full prune_limit. A failure only costs a log line: the
+  /// rows are deleted by a later call.
+  void prune_if_due() {
+    auto now = clock::now();
+    if (opt.prune_limit == 0 || now < next_prune)
+      return;
+    next_prune = now + opt.prune_interval;
+    auto n = outbox->prune_published(opt.prune_after, opt.prune_limit);
+    if (!n) {
+      log::warn("audit outbox prune failed",
+                {{"component", "audit_publisher"}, {"error", n.description()}});
+      return;
+    }
+    if (static_cast<std::size_t>(*n) >= opt.prune_limit)
+      next_prune = now;  // more may be waiting
   }
 
   // Counting the outbox costs a query: at most once per second, otherwise an estimate.

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,7 +26,8 @@ struct publisher_stats {
   std::atomic<std::int64_t> published{0};  // rows acknowledged by Kafka and marked published
   std::atomic<std::int64_t> failures{0};   // rounds that failed (store or Kafka) and backed off
   std::atomic<std::int64_t> backlog{0};    // rows waiting, as of the last look (an estimate)
-  /// Unix ms now minus occurred_at of the newest event of the last published batch; -1: none yet.
+  /// Unix ms now minus occurred_at of the oldest delivered event of the last published batch
+  /// (the batch's worst change-to-acknowledged latency); -1: none yet.
   std::atomic<std::int64_t> last_latency_ms{-1};
   /// Unix ms of the last round that ended without error (an empty outbox counts).
   std::atomic<std::int64_t> last_success_ms{0};
@@ -48,9 +50,21 @@ struct audit_publisher_options {
   std::size_t batch_size = 500;                      // rows per pending() / publish round
   std::chrono::milliseconds idle_interval{20};       // next look after an empty or partial batch
   std::chrono::milliseconds backoff_min{100};        // first retry delay after an error
-  std::chrono::milliseconds backoff_max{5000};       // doubling stops here; retries never stop
+  /// Doubling stops here; retries never stop. Short, so that a recovered broker or database is
+  /// used within about a second; a failed round while Kafka is down costs little.
+  std::chrono::milliseconds backoff_max{1000};
   std::chrono::milliseconds probe_interval{1000};    // broker probe while nothing is published
   std::chrono::milliseconds probe_timeout{250};
+  /// Published rows older than prune_after are deleted from the outbox, at most prune_limit per
+  /// call and one call per prune_interval; while a call deletes a full prune_limit, the next
+  /// follows in the next round, so that pruning keeps up with any publishing rate.
+  std::chrono::seconds prune_after{3600};
+  std::size_t prune_limit = 10000;  // 0: never prune
+  std::chrono::milliseconds prune_interval{60000};
+  /// The outbox may be read: false until the schema exists (credod: until the node is
+  /// bootstrapped). Meanwhile the publisher looks again every idle_interval and touches neither
+  /// the outbox nor Kafka; that is not a failure. Empty: always ready.
+  std::function<bool()> ready;
 };
 
 /// Spawns the publisher detached (publish() blocks on delivery reports, at most the producer's

@@ -1,5 +1,6 @@
 #include "actors/entities.hpp"
 
+#include "actors/audit_writer.hpp"
 #include "protocols/password.hpp"
 
 namespace credo::actors {
@@ -45,9 +46,11 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
   h.session_stats = std::make_shared<supervisor_stats>("session");
   h.consent_stats = std::make_shared<supervisor_stats>("consent");
   auto idle = options.idle_timeout;
-  entity_factory sessions = [ctx, idle](caf::event_based_actor* reg, const std::string& key) {
+  h.audit_writer = spawn_audit_writer(sys, ctx->stores.audit);
+  entity_factory sessions = [ctx, idle, writer = h.audit_writer](caf::event_based_actor* reg,
+                                                                 const std::string& key) {
     return reg->spawn<caf::monitored>(session_entity, ctx, key,
-                                      caf::actor_cast<caf::actor>(reg), idle);
+                                      caf::actor_cast<caf::actor>(reg), idle, writer);
   };
   entity_factory consents = [ctx, idle](caf::event_based_actor* reg, const std::string& key) {
     return reg->spawn<caf::monitored>(consent_entity, ctx, key,
@@ -77,6 +80,12 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
                                    static_cast<std::size_t>(std::max(1, hasher_threads)), factory,
                                    caf::actor_pool::round_robin());
   return h;
+}
+
+void stop_entities(const entity_handles& h) {
+  for (auto& a : {h.sessions, h.consents, h.hasher, h.audit_writer})
+    if (a)
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
 }
 
 }  // namespace credo::actors

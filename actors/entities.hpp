@@ -15,17 +15,23 @@ struct entity_handles {
   caf::actor sessions;  // registry: session_* messages
   caf::actor consents;  // registry: consent_* messages
   caf::actor hasher;    // pool: (hash_password_atom, pw) -> string; (verify_password_atom, pw, hash) -> bool
+  caf::actor audit_writer;  // group commits of the session entities' audit events
   std::shared_ptr<supervisor_stats> session_stats;
   std::shared_ptr<supervisor_stats> consent_stats;
 };
 
-/// Spawns the session and consent registries and the password hasher pool.
+/// Spawns the session and consent registries, the password hasher pool and the audit writer.
 entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_options options,
                               int hasher_threads);
 
-/// Session entity: owns one session record and its refresh-token families.
+/// Sends every actor of `h` an exit message (at shutdown).
+void stop_entities(const entity_handles& h);
+
+/// Session entity: owns one session record and its refresh-token families. Grants are answered
+/// once `audit_writer` has stored their events.
 caf::behavior session_entity(caf::event_based_actor* self, context_ptr ctx, std::string sid,
-                             caf::actor registry, std::chrono::milliseconds idle);
+                             caf::actor registry, std::chrono::milliseconds idle,
+                             caf::actor audit_writer);
 
 /// Consent entity: owns one user's consent records.
 caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std::string user_id,

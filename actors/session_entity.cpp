@@ -2,6 +2,7 @@
 // next message, so rotation, reuse detection and the grace decision cannot race. State is
 // written to the session store before any reply, so an acknowledged change survives a restart.
 #include <algorithm>
+#include <functional>
 #include <optional>
 #include <unordered_map>
 
@@ -11,6 +12,7 @@
 #include "actors/token_issuer.hpp"
 #include "protocols/clock.hpp"
 #include "protocols/crypto.hpp"
+#include "protocols/messages.hpp"
 #include "protocols/scope.hpp"
 
 namespace credo::actors {
@@ -32,8 +34,9 @@ caf::error fail(errc code, const char* what) { return caf::make_error(code, what
 
 class session_logic {
  public:
-  session_logic(caf::event_based_actor* self, context_ptr ctx, session_state& st)
-    : self_(self), ctx_(std::move(ctx)), st_(st) {}
+  session_logic(caf::event_based_actor* self, context_ptr ctx, session_state& st,
+                caf::actor writer)
+    : self_(self), ctx_(std::move(ctx)), st_(st), writer_(std::move(writer)) {}
 
   bool alive(std::int64_t now) const { return st_.rec && st_.rec->expires_at > now; }
 
@@ -131,19 +134,33 @@ class session_logic {
   }
 
   /// A grant is answered only once its events are in the audit store (and so in the outbox):
-  /// when they cannot be written, the change is undone and the client gets 503, so that nothing
-  /// it was given lacks its event. `before` is the record to restore (none: a new session).
-  bool audited(const persistence::audit_events& events, const std::optional<session_record>& before) {
-    if (ctx_->audit->record_all(events))
-      return true;
-    if (before) {
-      st_.rec = *before;
-      ctx_->stores.sessions->save(*st_.rec);
-    } else {
-      ctx_->stores.sessions->erase(st_.rec->id);
-      st_.rec.reset();
-    }
-    return false;
+  /// the audit writer stores them (a group commit with other sessions' events) while this
+  /// entity waits (await: no other message of this session runs in between). When they cannot
+  /// be written, the change is undone and the client gets 503, so that nothing it was given
+  /// lacks its event. `before` is the record to restore (none: a new session); `then` runs
+  /// before the grant is delivered.
+  caf::result<token_grant> answer_audited(persistence::audit_events events,
+                                          std::optional<session_record> before, token_grant g,
+                                          std::function<void()> then = {}) {
+    auto rp = self_->make_response_promise<token_grant>();
+    self_->request(writer_, std::chrono::seconds{5}, protocols::audit_append{std::move(events)})
+      .await(
+        [rp, g, then](bool) mutable {
+          if (then)
+            then();
+          rp.deliver(std::move(g));
+        },
+        [this, rp, before](caf::error&) mutable {
+          if (before) {
+            st_.rec = *before;
+            ctx_->stores.sessions->save(*st_.rec);
+          } else if (st_.rec) {
+            ctx_->stores.sessions->erase(st_.rec->id);
+            st_.rec.reset();
+          }
+          rp.deliver(fail(errc::temporarily_unavailable, "audit store unavailable"));
+        });
+    return rp;
   }
 
   /// Writes the record; on failure restores `before` so memory matches the store.
@@ -185,13 +202,11 @@ class session_logic {
       return fail(errc::temporarily_unavailable, "session store unavailable");
     }
     auto who = fields(m.from, m.client_id);
-    if (!audited({ctx_->audit->make("login.succeeded", who),
-                  ctx_->audit->make("token.issued", who,
-                                    {{"grant_type", "password"}, {"scope", fam.scope},
-                                     {"jti", g.jti}})},
-                 std::nullopt))
-      return fail(errc::temporarily_unavailable, "audit store unavailable");
-    return g;
+    return answer_audited({ctx_->audit->make("login.succeeded", who),
+                           ctx_->audit->make("token.issued", who,
+                                             {{"grant_type", "password"}, {"scope", fam.scope},
+                                              {"jti", g.jti}})},
+                          std::nullopt, std::move(g));
   }
 
   caf::result<token_grant> add_family(protocols::session_add_family& m) {
@@ -223,12 +238,10 @@ class session_logic {
     st_.rec->last_seen_at = now;
     if (!persist(before))
       return fail(errc::temporarily_unavailable, "session store unavailable");
-    if (!audited({ctx_->audit->make("token.issued", fields(m.from, m.client_id),
-                                    {{"grant_type", "authorization_code"}, {"scope", fam.scope},
-                                     {"jti", g.jti}})},
-                 before))
-      return fail(errc::temporarily_unavailable, "audit store unavailable");
-    return g;
+    return answer_audited({ctx_->audit->make("token.issued", fields(m.from, m.client_id),
+                                             {{"grant_type", "authorization_code"},
+                                              {"scope", fam.scope}, {"jti", g.jti}})},
+                          std::move(before), std::move(g));
   }
 
   caf::result<token_grant> refresh(protocols::session_refresh& m) {
@@ -258,14 +271,12 @@ class session_logic {
         st_.rec->last_seen_at = now;
         if (!persist(before))
           return fail(errc::temporarily_unavailable, "session store unavailable");
-        auto family_id = f->family_id;
-        if (!audited({ctx_->audit->make("token.refreshed", fields(m.from, m.client_id),
-                                        {{"scope", g.scope}, {"jti", g.jti}})},
-                     before))
-          return fail(errc::temporarily_unavailable, "audit store unavailable");
+        auto events = persistence::audit_events{ctx_->audit->make(
+          "token.refreshed", fields(m.from, m.client_id), {{"scope", g.scope}, {"jti", g.jti}})};
+        std::function<void()> remember;
         if (ctx_->tokens.refresh_grace > 0)
-          st_.successors[family_id] = g;
-        return g;
+          remember = [this, family_id = f->family_id, g] { st_.successors[family_id] = g; };
+        return answer_audited(std::move(events), std::move(before), g, std::move(remember));
       }
       case refresh_outcome::grace_replay:
         ctx_->audit->record("token.refreshed", fields(m.from, m.client_id),
@@ -359,18 +370,20 @@ class session_logic {
   caf::event_based_actor* self_;
   context_ptr ctx_;
   session_state& st_;
+  caf::actor writer_;
 };
 
 }  // namespace
 
 caf::behavior session_entity(caf::event_based_actor* self, context_ptr ctx, std::string sid,
-                             caf::actor registry, std::chrono::milliseconds idle) {
+                             caf::actor registry, std::chrono::milliseconds idle,
+                             caf::actor audit_writer) {
   auto st = std::make_shared<session_state>();
   if (auto loaded = ctx->stores.sessions->load(sid))
     st->rec = std::move(*loaded);
   else
     st->load_failed = true;
-  auto logic = std::make_shared<session_logic>(self, ctx, *st);
+  auto logic = std::make_shared<session_logic>(self, ctx, *st, std::move(audit_writer));
   auto unavailable = [self, st]() -> std::optional<caf::error> {
     if (!st->load_failed)
       return std::nullopt;

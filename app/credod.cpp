@@ -245,9 +245,12 @@ int main(int argc, char** argv) {
     svc = std::make_shared<credo::http::service>(sys, ctx, entities, svo);
     svc_ptr.store(svc.get(), std::memory_order_release);
     caf::actor publisher;
-    if (backends.kafka)
+    if (backends.kafka) {
+      credo::actors::audit_publisher_options po;
+      po.ready = [ctx] { return ctx->health->bootstrapped.load(); };  // the outbox table exists
       publisher = credo::actors::spawn_audit_publisher(sys, backends.stores.outbox, backends.kafka,
-                                                       ctx->publisher);
+                                                       ctx->publisher, po);
+    }
     credo::app::health_monitor monitor{backends, ctx->health, ctx->publisher, bootstrap};
 
     if (generated_admin)
@@ -265,9 +268,9 @@ int main(int argc, char** argv) {
     svc_ptr.store(nullptr);
     svc->shutdown();
     svc.reset();
-    for (auto& a : {entities.sessions, entities.consents, entities.hasher, publisher})
-      if (a)
-        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    credo::actors::stop_entities(entities);
+    if (publisher)
+      caf::anon_send_exit(publisher, caf::exit_reason::user_shutdown);
   }
   credo::log::info("stopped", nlohmann::json::object());
   return 0;

@@ -293,7 +293,7 @@ stop.set()
 s = sorted(x for x in samples if x >= 0)
 q = lambda p: s[min(len(s) - 1, int(p * len(s)))] if s else -1
 print(f"   sent {n} in {took:.1f} s ({n / took:.0f}/s), statuses {codes}")
-print(f"   /metrics credo_audit_publish_latency_ms ({len(s)} samples, newest event of a batch,"
+print(f"   /metrics credo_audit_publish_latency_ms ({len(s)} samples, oldest event of a batch,"
       f" until marked published): p50 {q(0.5)} ms, p99 {q(0.99)} ms, max {s[-1] if s else -1} ms")
 PY
 cpu_delta

@@ -58,6 +58,5 @@ int main(int argc, char** argv) {
             << "rss growth: " << (after - before) / (1024 * 1024) << " MiB\n"
             << "bytes per live session (actor + store copy + indexes): "
             << (after - before) / std::max(1, n) << '\n';
-  for (auto& a : {entities.sessions, entities.consents, entities.hasher})
-    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  credo::actors::stop_entities(entities);
 }

@@ -130,7 +130,7 @@ response metrics(const front_env& env) {
            "Publish rounds that failed and backed off.");
     out += "credo_audit_publish_failures_total " + std::to_string(p->failures.load()) + "\n";
     family("credo_audit_publish_latency_ms", "gauge",
-           "Change-to-acknowledged latency of the newest published event.");
+           "Worst change-to-acknowledged latency in the last published batch.");
     out += "credo_audit_publish_latency_ms " + std::to_string(p->last_latency_ms.load()) + "\n";
   }
   family("credo_uptime_seconds", "gauge", "Seconds since the node started.");

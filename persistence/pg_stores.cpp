@@ -1,6 +1,7 @@
 #include "persistence/pg_stores.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <limits>
 
@@ -329,10 +330,19 @@ class pg_outbox_store final : public outbox_store {
 
   result<std::vector<outbox_entry>> pending(std::size_t limit) override {
     return pg_->transact([&](pqxx::work& w) -> result<std::vector<outbox_entry>> {
+      // One plan whatever the statistics say: the oldest `limit` ids in order from the partial
+      // index audit_outbox_pending, then each event by primary key. Left to the estimates, the
+      // planner may read and sort every pending row (bitmap scan; seen before the first ANALYZE)
+      // or hash all of audit_events (seen after one): O(backlog) or O(events) per round instead
+      // of O(limit). SET LOCAL ends with this transaction.
+      w.exec(
+        "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off;"
+        " SET LOCAL enable_sort = off; SET LOCAL enable_hashjoin = off;"
+        " SET LOCAL enable_mergejoin = off");
       auto r = w.exec_params(std::string{"SELECT o.id, o.topic, "} + event_select +
-                               " FROM audit_outbox o JOIN audit_events e"
-                               " ON e.event_id = o.event_id WHERE o.published_at IS NULL"
-                               " ORDER BY o.id LIMIT $1",
+                               " FROM (SELECT id, event_id, topic FROM audit_outbox"
+                               " WHERE published_at IS NULL ORDER BY id LIMIT $1) o"
+                               " JOIN audit_events e ON e.event_id = o.event_id ORDER BY o.id",
                              sql_limit(limit));
       std::vector<outbox_entry> out;
       out.reserve(r.size());
@@ -362,6 +372,20 @@ class pg_outbox_store final : public outbox_store {
     return pg_->transact([&](pqxx::work& w) -> result<std::int64_t> {
       return w.exec("SELECT count(*) FROM audit_outbox WHERE published_at IS NULL")[0][0]
         .as<std::int64_t>();
+    });
+  }
+
+  result<std::int64_t> prune_published(std::chrono::seconds older_than,
+                                       std::size_t limit) override {
+    return pg_->transact([&](pqxx::work& w) -> result<std::int64_t> {
+      // A sequential scan that stops after `limit` matches, then a TID scan: no index on
+      // published_at to maintain on every publish. Rows are never updated once published, and
+      // a row another node deletes first is skipped.
+      auto r = w.exec_params(
+        "DELETE FROM audit_outbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM audit_outbox"
+        " WHERE published_at < now() - $1::bigint * interval '1 second' LIMIT $2))",
+        static_cast<std::int64_t>(older_than.count()), sql_limit(limit));
+      return static_cast<std::int64_t>(r.affected_rows());
     });
   }
 

@@ -3,6 +3,7 @@
 // (memory_stores.hpp is the embedded default). Every method is thread-safe. Failures are values:
 // errc::temporarily_unavailable for a store that cannot be reached, errc::conflict /
 // errc::email_taken for uniqueness violations, errc::not_found where stated.
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -121,7 +122,9 @@ struct outbox_entry {
 };
 
 /// The audit outbox (PostgreSQL `audit_outbox`), drained by the audit publisher actor. Rows are
-/// written by the audit-writing methods above, in their transactions.
+/// written by the audit-writing methods above, in their transactions; published rows are kept a
+/// while (a record of what went out) and then deleted by prune_published. The events themselves
+/// stay in audit_events.
 class outbox_store {
  public:
   virtual ~outbox_store() = default;
@@ -130,6 +133,10 @@ class outbox_store {
   virtual status mark_published(const std::vector<std::int64_t>& ids) = 0;
   /// How many rows wait to be published.
   virtual result<std::int64_t> backlog() = 0;
+  /// Deletes at most `limit` rows published more than `older_than` ago; returns how many it
+  /// deleted (`limit`: there may be more). Unpublished rows are never deleted.
+  virtual result<std::int64_t> prune_published(std::chrono::seconds older_than,
+                                               std::size_t limit) = 0;
 };
 
 class key_store {

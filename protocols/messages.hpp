@@ -139,6 +139,12 @@ struct consent_erase {
   origin from;
 };
 
+/// To the audit writer: events of one change, written all or none. Reply: bool (true), or an
+/// error when the audit store could not take them.
+struct audit_append {
+  std::vector<persistence::audit_event> events;
+};
+
 struct consent_list {
   std::vector<persistence::consent_record> records;
 };
@@ -219,6 +225,10 @@ typename Inspector::result_type inspect(Inspector& f, consent_list& x) {
   return f(caf::meta::type_name("consent_list"), x.records);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, audit_append& x) {
+  return f(caf::meta::type_name("audit_append"), x.events);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, consent_check_result& x) {
   return f(caf::meta::type_name("consent_check_result"), x.granted, x.missing, x.expires_at);
 }
@@ -230,6 +240,11 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, consent_record& x) {
   return f(caf::meta::type_name("consent_record"), x.client_id, x.scope, x.granted_at,
            x.expires_at, x.revoked_at, x.expiry_reported);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, audit_event& x) {
+  return f(caf::meta::type_name("audit_event"), x.event_id, x.type, x.occurred_at_ms, x.subject,
+           x.client_id, x.session_id, x.ip, x.request_id, x.node, x.data_json);
 }
 }  // namespace credo::persistence
 
@@ -251,6 +266,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(credo_types, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::consent_list))
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::consent_check_result))
   CAF_ADD_TYPE_ID(credo_types, (credo::persistence::consent_record))
+  CAF_ADD_TYPE_ID(credo_types, (credo::persistence::audit_event))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::audit_append))
   CAF_ADD_ATOM(credo_types, credo::protocols, passivate_atom, "passivate")
   CAF_ADD_ATOM(credo_types, credo::protocols, hash_password_atom, "hashpw")
   CAF_ADD_ATOM(credo_types, credo::protocols, verify_password_atom, "verifypw")

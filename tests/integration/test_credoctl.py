@@ -5,7 +5,7 @@ import os
 import subprocess
 import unittest
 
-from credo_harness import CredoTestCase
+from credo_harness import CredoTestCase, unique_id
 
 
 def credoctl_path() -> str:
@@ -30,14 +30,15 @@ class CredoctlTest(CredoTestCase):
         self.assertEqual(json.loads(r.stdout)["status"], "healthy")
 
     def test_clients_add_registers_a_usable_client(self):
-        args = ("clients", "add", "--id", "ctl-app", "--secret", "ctl-secret-0123456789",
+        client_id = unique_id("ctl-app")  # the durable suite mode keeps clients across runs
+        args = ("clients", "add", "--id", client_id, "--secret", "ctl-secret-0123456789",
                 "--scope", "read", "--grant-type", "client_credentials")
         r = self.ctl(*args)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertEqual(json.loads(r.stdout)["client_id"], "ctl-app")
+        self.assertEqual(json.loads(r.stdout)["client_id"], client_id)
         self.assertNotIn("ctl-secret-0123456789", r.stdout)
         token = self.api.post_form("/auth/token", {"grant_type": "client_credentials"},
-                                   basic=("ctl-app", "ctl-secret-0123456789"))
+                                   basic=(client_id, "ctl-secret-0123456789"))
         self.assertStatus(token, 200, "client_credentials with the new client")
         again = self.ctl(*args)
         self.assertNotEqual(again.returncode, 0, "a duplicate client must fail")

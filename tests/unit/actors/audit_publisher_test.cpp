@@ -7,7 +7,9 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
@@ -86,6 +88,7 @@ class test_outbox : public persistence::outbox_store {
   }
   result<std::vector<outbox_entry>> pending(std::size_t limit) override {
     std::lock_guard guard{mtx_};
+    ++pending_calls;
     if (failing)
       return {errc::temporarily_unavailable, "injected"};
     std::vector<outbox_entry> out;
@@ -101,19 +104,43 @@ class test_outbox : public persistence::outbox_store {
     std::lock_guard guard{mtx_};
     if (failing)
       return {errc::temporarily_unavailable, "injected"};
-    published_.insert(ids.begin(), ids.end());
+    auto now = std::chrono::steady_clock::now();
+    for (auto id : ids)
+      published_.emplace(id, now);
     return ok();
   }
   result<std::int64_t> backlog() override {
     std::lock_guard guard{mtx_};
     if (failing)
       return {errc::temporarily_unavailable, "injected"};
-    return static_cast<std::int64_t>(rows_.size() - published_.size());
+    return static_cast<std::int64_t>(
+      std::count_if(rows_.begin(), rows_.end(), [&](auto& r) { return !published_.count(r.id); }));
   }
+  result<std::int64_t> prune_published(std::chrono::seconds older_than,
+                                       std::size_t limit) override {
+    std::lock_guard guard{mtx_};
+    ++prune_calls;
+    if (failing)
+      return {errc::temporarily_unavailable, "injected"};
+    auto cutoff = std::chrono::steady_clock::now() - older_than;
+    std::int64_t n = 0;
+    for (auto it = rows_.begin(); it != rows_.end() && static_cast<std::size_t>(n) < limit;) {
+      auto p = published_.find(it->id);
+      if (p != published_.end() && p->second < cutoff) {
+        it = rows_.erase(it);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+    return n;
+  }
+  /// Rows ever marked published (pruned ones included).
   std::size_t published_count() const {
     std::lock_guard guard{mtx_};
     return published_.size();
   }
+  /// Rows in the outbox (pruned ones gone).
   std::size_t size() const {
     std::lock_guard guard{mtx_};
     return rows_.size();
@@ -128,11 +155,13 @@ class test_outbox : public persistence::outbox_store {
   }
 
   std::atomic<bool> failing{false};
+  std::atomic<int> pending_calls{0};
+  std::atomic<int> prune_calls{0};
 
  private:
   mutable std::mutex mtx_;
   std::vector<outbox_entry> rows_;
-  std::set<std::int64_t> published_;
+  std::map<std::int64_t, std::chrono::steady_clock::time_point> published_;  // id -> when
   std::int64_t next_id_ = 1;
 };
 
@@ -236,9 +265,7 @@ struct audit_publisher_test : ::testing::Test {
       caf::anon_send_exit(publisher, caf::exit_reason::user_shutdown);
   }
 
-  void start() {
-    actors::audit_publisher_options opt;
-    opt.backoff_max = 1000ms;  // keeps the recovery test short; the default is 5 s
+  void start(actors::audit_publisher_options opt = {}) {
     publisher = actors::spawn_audit_publisher(sys, outbox, producer, stats, opt);
   }
 
@@ -313,7 +340,17 @@ TEST_F(audit_publisher_test, an_outage_publishes_nothing_and_recovery_publishes_
   EXPECT_EQ(stats->published.load(), 1);
   EXPECT_FALSE(stats->last_error().empty());
 
+  // Recovery is noticed within about a second (backoff at most 1 s, librdkafka's reconnect
+  // backoff at most 1 s, and a round in flight delivers as soon as a broker answers).
   kafka.set_all(true);
+  auto up = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually([&] { return outbox->published_count() > 1u; }, 30s))
+    << stats->last_error();
+  auto first_progress = std::chrono::duration_cast<std::chrono::milliseconds>(
+    std::chrono::steady_clock::now() - up);
+  std::printf("brokers up to first publish: %lld ms\n",
+              static_cast<long long>(first_progress.count()));
+  EXPECT_LT(first_progress, 2500ms);
   ASSERT_TRUE(eventually([&] { return outbox->published_count() == n + 1u; }, 30s))
     << outbox->published_count() << " of " << n + 1 << " marked; last error: "
     << stats->last_error();
@@ -341,6 +378,83 @@ TEST_F(audit_publisher_test, store_errors_are_retried_until_everything_is_publis
     << stats->last_error();
   auto expected = outbox->keys();
   EXPECT_EQ(keys_of(consume(kafka.bootstrap(), expected, 20s)), expected);
+}
+
+TEST_F(audit_publisher_test, the_backoff_stays_at_a_second_so_recovery_is_prompt) {
+  outbox->add(audit_topic, make_event("user.login", 0));
+  start();  // default options
+  // Connected to the brokers first, so that only the backoff is measured.
+  ASSERT_TRUE(eventually([&] { return outbox->published_count() == 1u; }, 10s))
+    << stats->last_error();
+  outbox->failing = true;
+  outbox->add(audit_topic, make_event("user.login", 1));
+  // Six failures: 100, 200, 400, 800 ms, then 1 s each (doubling on, 3.2 s would follow).
+  ASSERT_TRUE(eventually([&] { return stats->failures.load() >= 6; }, 15s))
+    << "failures: " << stats->failures.load();
+  auto since = std::chrono::steady_clock::now();
+  outbox->failing = false;
+  ASSERT_TRUE(eventually([&] { return outbox->published_count() == 2u; }, 10s))
+    << stats->last_error();
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+    std::chrono::steady_clock::now() - since);
+  std::printf("store recovered to published: %lld ms\n", static_cast<long long>(took.count()));
+  EXPECT_LT(took, 1500ms);
+}
+
+TEST_F(audit_publisher_test, waits_without_failing_until_ready) {
+  // Before migrations the outbox table is missing: every read would fail.
+  outbox->failing = true;
+  constexpr int n = 5;
+  for (int i = 0; i < n; ++i)
+    outbox->add(audit_topic, make_event("user.login", i));
+  std::atomic<bool> ready{false};
+  actors::audit_publisher_options opt;
+  opt.ready = [&ready] { return ready.load(); };
+  start(opt);
+  std::this_thread::sleep_for(300ms);  // 15 idle intervals
+  EXPECT_EQ(outbox->pending_calls.load(), 0);
+  EXPECT_EQ(outbox->prune_calls.load(), 0);
+  EXPECT_EQ(stats->failures.load(), 0);
+  EXPECT_EQ(stats->published.load(), 0);
+  EXPECT_TRUE(stats->last_error().empty()) << stats->last_error();
+
+  outbox->failing = false;
+  ready = true;
+  ASSERT_TRUE(eventually([&] { return outbox->published_count() == n; }, 10s))
+    << stats->last_error();
+  EXPECT_EQ(stats->failures.load(), 0);
+}
+
+TEST_F(audit_publisher_test, latency_is_that_of_the_oldest_event_of_the_batch) {
+  auto old = make_event("user.login", 0);
+  old.occurred_at_ms = unix_now_ms() - 60000;  // waited a minute (an outage)
+  outbox->add(audit_topic, old);
+  outbox->add(audit_topic, make_event("user.login", 1));
+  outbox->add(audit_topic, make_event("user.login", 2));
+  start();
+  ASSERT_TRUE(eventually([&] { return outbox->published_count() == 3u; }, 10s))
+    << stats->last_error();
+  ASSERT_EQ(stats->published.load(), 3) << "not one batch";
+  EXPECT_GE(stats->last_latency_ms.load(), 60000);
+  EXPECT_LT(stats->last_latency_ms.load(), 70000);
+}
+
+TEST_F(audit_publisher_test, prunes_published_rows_once_per_interval_and_catches_up) {
+  constexpr int n = 10;
+  for (int i = 0; i < n; ++i)
+    outbox->add(audit_topic, make_event("user.login", i));
+  actors::audit_publisher_options opt;
+  opt.prune_after = std::chrono::seconds{0};
+  opt.prune_limit = 3;
+  opt.prune_interval = std::chrono::hours{1};
+  start(opt);
+  ASSERT_TRUE(eventually([&] { return outbox->published_count() == n; }, 10s))
+    << stats->last_error();
+  // 3 + 3 + 3 + 1 in consecutive rounds; the short call ends the catching up.
+  ASSERT_TRUE(eventually([&] { return outbox->size() == 0u; }, 5s)) << outbox->size() << " left";
+  std::this_thread::sleep_for(200ms);  // 10 idle rounds
+  EXPECT_EQ(outbox->prune_calls.load(), 4);
+  EXPECT_EQ(stats->failures.load(), 0);
 }
 
 // -- kafka_producer -----------------------------------------------------------------------------

@@ -25,8 +25,7 @@ struct session_entity_test : ::testing::Test {
     entities = actors::spawn_entities(sys, ctx, {}, 1);
   }
   ~session_entity_test() override {
-    for (auto& a : {entities.sessions, entities.consents, entities.hasher})
-      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    actors::stop_entities(entities);
   }
   static caf::actor_system_config& make_config() {
     static caf::actor_system_config cfg;
