@@ -47,6 +47,10 @@ struct node_context {
   persistence::stores stores;
   std::shared_ptr<protocols::key_ring> keys;
   std::shared_ptr<audit_log> audit;
+  /// Audit events of grants go through the audit writer's group commits (the audit store is
+  /// PostgreSQL); false: appended in place (the in-memory store, where a hop costs more than
+  /// the append).
+  bool group_commit_audit = false;
   std::shared_ptr<readiness> health = std::make_shared<readiness>();
   std::shared_ptr<publisher_stats> publisher;  // null unless KAFKA_BROKERS is configured
 };

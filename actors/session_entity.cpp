@@ -142,6 +142,15 @@ class session_logic {
   caf::result<token_grant> answer_audited(persistence::audit_events events,
                                           std::optional<session_record> before, token_grant g,
                                           std::function<void()> then = {}) {
+    if (!ctx_->group_commit_audit) {
+      if (!ctx_->stores.audit->append(events)) {
+        undo(before);
+        return fail(errc::temporarily_unavailable, "audit store unavailable");
+      }
+      if (then)
+        then();
+      return g;
+    }
     auto rp = self_->make_response_promise<token_grant>();
     self_->request(writer_, std::chrono::seconds{5}, protocols::audit_append{std::move(events)})
       .await(
@@ -151,16 +160,21 @@ class session_logic {
           rp.deliver(std::move(g));
         },
         [this, rp, before](caf::error&) mutable {
-          if (before) {
-            st_.rec = *before;
-            ctx_->stores.sessions->save(*st_.rec);
-          } else if (st_.rec) {
-            ctx_->stores.sessions->erase(st_.rec->id);
-            st_.rec.reset();
-          }
+          undo(before);
           rp.deliver(fail(errc::temporarily_unavailable, "audit store unavailable"));
         });
     return rp;
+  }
+
+  /// Restores `before` in memory and in the store (none: removes the new session).
+  void undo(const std::optional<session_record>& before) {
+    if (before) {
+      st_.rec = *before;
+      ctx_->stores.sessions->save(*st_.rec);
+    } else if (st_.rec) {
+      ctx_->stores.sessions->erase(st_.rec->id);
+      st_.rec.reset();
+    }
   }
 
   /// Writes the record; on failure restores `before` so memory matches the store.

@@ -167,6 +167,7 @@ int main(int argc, char** argv) {
   ctx->tokens.refresh_grace = opt.refresh_grace_seconds;
   ctx->tokens.session_ttl = opt.session_ttl;
   ctx->stores = backends.stores;
+  ctx->group_commit_audit = backends.database != nullptr;
   if (backends.kafka)
     ctx->publisher = std::make_shared<credo::actors::publisher_stats>();
   ctx->keys = std::make_shared<credo::protocols::key_ring>();

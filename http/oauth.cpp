@@ -137,7 +137,7 @@ void grant_refresh_token(front_self self, front_env& env, job_ptr j, const field
     });
 }
 
-void grant_client_credentials(front_env& env, job_ptr j, const fields& form,
+void grant_client_credentials(front_self self, front_env& env, job_ptr j, const fields& form,
                               const persistence::client_record& client) {
   if (client.is_public() || !contains(client.grant_types, "client_credentials"))
     return j->respond(errc_response(errc::unauthorized_client,
@@ -152,16 +152,24 @@ void grant_client_credentials(front_env& env, job_ptr j, const fields& form,
   auto now = unix_now();
   auto scope = join_scope(scopes);
   auto at = actors::mint_access_token(*env.ctx, client.client_id, client.client_id, scope, "", now);
-  if (!env.ctx->audit->record("token.issued",
-                              {client.client_id, client.client_id, "", j->req.remote_ip,
-                               j->req.request_id},
-                              {{"grant_type", "client_credentials"}, {"scope", scope},
-                               {"jti", at.jti}}))
+  // The token is handed out only once its event is stored (a group commit of the audit writer).
+  auto event = env.ctx->audit->make("token.issued",
+                                    {client.client_id, client.client_id, "", j->req.remote_ip,
+                                     j->req.request_id},
+                                    {{"grant_type", "client_credentials"}, {"scope", scope},
+                                     {"jti", at.jti}});
+  auto respond = [j, at, scope, expires_in = at.exp - now](bool = true) {
+    j->respond(token_response({{"access_token", at.jwt},
+                               {"token_type", "Bearer"},
+                               {"expires_in", expires_in},
+                               {"scope", scope}}));
+  };
+  if (env.ctx->group_commit_audit)
+    return call<bool>(self, env, env.entities.audit_writer,
+                      protocols::audit_append{{std::move(event)}}, j, respond);
+  if (!env.ctx->stores.audit->append({std::move(event)}))
     return j->respond(errc_response(errc::temporarily_unavailable, "audit store unavailable"));
-  j->respond(token_response({{"access_token", at.jwt},
-                             {"token_type", "Bearer"},
-                             {"expires_in", at.exp - now},
-                             {"scope", scope}}));
+  respond();
 }
 
 }  // namespace
@@ -258,7 +266,7 @@ void oauth_token(front_self self, front_env& env, job_ptr j) {
   else if (grant_type == "refresh_token")
     grant_refresh_token(self, env, j, *form, client->client);
   else
-    grant_client_credentials(env, j, *form, client->client);
+    grant_client_credentials(self, env, j, *form, client->client);
 }
 
 void oauth_revoke(front_self self, front_env& env, job_ptr j) {

@@ -46,26 +46,22 @@ audit_event read_event(const pqxx::row& r, pqxx::row::size_type at) {
   return e;
 }
 
-/// INSERT of one event whose outbox rows (one per topic, $11...) are written by the same
-/// statement only if the event is new: a change retried with the same events publishes once.
-std::string make_insert_event_sql(std::size_t topics) {
+/// One statement for all the events of a write: the events travel as one JSON array, are
+/// inserted in order, and each event that is new (a change retried with the same events
+/// publishes once) gets its outbox rows: the audit topic ($2), and the consent topic ($3) for
+/// consent changes. One round trip whatever the batch size (the audit writer's group commits).
+std::string make_insert_events_sql(bool outbox) {
   std::string sql =
     std::string{"WITH e AS (INSERT INTO audit_events ("} + event_columns +
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)"
-    " ON CONFLICT (event_id) DO NOTHING RETURNING event_id)";
-  if (topics == 0)
+    ") SELECT d->>'event_id', d->>'type', (d->>'occurred_at_ms')::bigint, d->>'subject',"
+    " d->>'client_id', d->>'session_id', d->>'ip', d->>'request_id', d->>'node', d->'data'"
+    " FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a (d, n) ORDER BY n"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING event_id, type)";
+  if (!outbox)
     return sql + " SELECT count(*) FROM e";
-  sql += " INSERT INTO audit_outbox (event_id, topic) SELECT e.event_id, t.topic FROM e CROSS JOIN"
-         " (VALUES ";
-  for (std::size_t i = 0; i < topics; ++i)
-    sql += (i ? ", (" : "(") + std::to_string(i) + ", $" + std::to_string(11 + i) + "::text)";
-  return sql + ") AS t (n, topic) ORDER BY t.n";
-}
-
-const std::string& insert_event_sql(std::size_t topics) {
-  static const std::string sql[] = {make_insert_event_sql(0), make_insert_event_sql(1),
-                                    make_insert_event_sql(2)};
-  return sql[topics];
+  return sql + " INSERT INTO audit_outbox (event_id, topic) SELECT e.event_id, t.topic FROM e"
+               " JOIN (VALUES (0, $2::text), (1, $3::text)) AS t (k, topic)"
+               " ON t.k = 0 OR left(e.type, 8) = 'consent.' ORDER BY t.k";
 }
 
 /// Writes audit events, and their outbox rows when the outbox is on, into a transaction.
@@ -74,23 +70,26 @@ class event_writer {
   explicit event_writer(bool outbox) : outbox_(outbox) {}
 
   void write(pqxx::work& w, const audit_events& events) const {
-    for (const auto& e : events)
-      write(w, e);
-  }
-
-  void write(pqxx::work& w, const audit_event& e) const {
-    auto data = e.data_json.empty() ? std::string{"{}"} : e.data_json;
-    if (!outbox_) {
-      w.exec_params(insert_event_sql(0), e.event_id, e.type, e.occurred_at_ms, e.subject,
-                    e.client_id, e.session_id, e.ip, e.request_id, e.node, data);
-    } else if (e.type.rfind("consent.", 0) == 0) {  // consent changes also feed their own topic
-      w.exec_params(insert_event_sql(2), e.event_id, e.type, e.occurred_at_ms, e.subject,
-                    e.client_id, e.session_id, e.ip, e.request_id, e.node, data, audit_topic,
-                    consent_topic);
-    } else {
-      w.exec_params(insert_event_sql(1), e.event_id, e.type, e.occurred_at_ms, e.subject,
-                    e.client_id, e.session_id, e.ip, e.request_id, e.node, data, audit_topic);
+    if (events.empty())
+      return;
+    auto docs = nlohmann::json::array();
+    for (const auto& e : events) {
+      auto data = nlohmann::json::parse(e.data_json, nullptr, false);
+      if (data.is_discarded() || !data.is_object())
+        data = nlohmann::json::object();
+      docs.push_back({{"event_id", e.event_id}, {"type", e.type},
+                      {"occurred_at_ms", e.occurred_at_ms}, {"subject", e.subject},
+                      {"client_id", e.client_id}, {"session_id", e.session_id}, {"ip", e.ip},
+                      {"request_id", e.request_id}, {"node", e.node}, {"data", std::move(data)}});
     }
+    // Invalid UTF-8 in a field is replaced, not thrown: one bad event must not block a batch.
+    auto json = docs.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    static const std::string with_outbox = make_insert_events_sql(true);
+    static const std::string without_outbox = make_insert_events_sql(false);
+    if (outbox_)
+      w.exec_params(with_outbox, json, audit_topic, consent_topic);
+    else
+      w.exec_params(without_outbox, json);
   }
 
  private:

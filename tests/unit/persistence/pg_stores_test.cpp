@@ -344,12 +344,12 @@ TEST_F(pg_stores_test, consent_save_is_all_or_nothing) {
   EXPECT_EQ((*loaded)[1].expires_at, 99);
   EXPECT_TRUE((*loaded)[1].expiry_reported);
 
-  // The event cannot be stored (not JSON): the records stay as they were.
+  // The event cannot be stored (PostgreSQL text holds no NUL): the records stay as they were.
   auto bad = event("e1", "consent.revoked", "u1");
-  bad.data_json = "not json";
+  bad.request_id = std::string{"r\0secret", 8};
   auto st = s.consents->save("u1", {{"other", "x", 3, 0, 0, false}}, {bad});
   EXPECT_EQ(st.error(), errc::internal_error);
-  EXPECT_EQ(st.description().find("not json"), std::string::npos);
+  EXPECT_EQ(st.description().find("secret"), std::string::npos);
   loaded = s.consents->load("u1");
   ASSERT_EQ(loaded->size(), 2u);
   EXPECT_EQ((*loaded)[0].client_id, "app");
