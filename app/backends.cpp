@@ -1,6 +1,6 @@
 #include "app/backends.hpp"
 
-#include <cctype>
+#include <openssl/crypto.h>
 
 #include "persistence/client_cache.hpp"
 #include "persistence/kafka_producer.hpp"
@@ -16,22 +16,14 @@
 namespace credo::app {
 namespace {
 
-std::optional<std::string> hex_decode(std::string_view s) {
-  if (s.size() % 2)
+std::optional<std::string> hex_decode(const std::string& s) {
+  std::string out(s.size() / 2, '\0');
+  std::size_t n = 0;
+  // Separator '\0': plain hex digits, no colons.
+  if (OPENSSL_hexstr2buf_ex(reinterpret_cast<unsigned char*>(out.data()), out.size(), &n,
+                            s.c_str(), '\0') != 1)
     return std::nullopt;
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); i += 2) {
-    auto nibble = [](char c) -> int {
-      if (c >= '0' && c <= '9')
-        return c - '0';
-      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    };
-    int hi = nibble(s[i]), lo = nibble(s[i + 1]);
-    if (hi < 0 || lo < 0)
-      return std::nullopt;
-    out.push_back(static_cast<char>(hi * 16 + lo));
-  }
+  out.resize(n);
   return out;
 }
 

@@ -121,20 +121,24 @@ response metrics(const front_env& env) {
     if (state->load() != actors::check_state::disabled)
       sample("credo_backend_up", std::string{"backend=\""} + name + "\"",
              state->load() == actors::check_state::ok ? 1 : 0);
+  // A family of one unlabelled sample.
+  auto single = [&](const char* name, const char* type, const char* help, std::int64_t v) {
+    family(name, type, help);
+    out += std::string{name} + " " + std::to_string(v) + "\n";
+  };
   if (auto& p = env.ctx->publisher) {
-    family("credo_outbox_backlog", "gauge", "Audit outbox rows waiting to be published.");
-    out += "credo_outbox_backlog " + std::to_string(p->backlog.load()) + "\n";
-    family("credo_audit_published_total", "counter", "Audit events published to Kafka.");
-    out += "credo_audit_published_total " + std::to_string(p->published.load()) + "\n";
-    family("credo_audit_publish_failures_total", "counter",
-           "Publish rounds that failed and backed off.");
-    out += "credo_audit_publish_failures_total " + std::to_string(p->failures.load()) + "\n";
-    family("credo_audit_publish_latency_ms", "gauge",
-           "Worst change-to-acknowledged latency in the last published batch.");
-    out += "credo_audit_publish_latency_ms " + std::to_string(p->last_latency_ms.load()) + "\n";
+    single("credo_outbox_backlog", "gauge", "Audit outbox rows waiting to be published.",
+           p->backlog.load());
+    single("credo_audit_published_total", "counter", "Audit events published to Kafka.",
+           p->published.load());
+    single("credo_audit_publish_failures_total", "counter",
+           "Publish rounds that failed and backed off.", p->failures.load());
+    single("credo_audit_publish_latency_ms", "gauge",
+           "Worst change-to-acknowledged latency in the last published batch.",
+           p->last_latency_ms.load());
   }
-  family("credo_uptime_seconds", "gauge", "Seconds since the node started.");
-  out += "credo_uptime_seconds " + std::to_string(unix_now() - env.started_at) + "\n";
+  single("credo_uptime_seconds", "gauge", "Seconds since the node started.",
+         unix_now() - env.started_at);
   response r;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
   r.body = std::move(out);

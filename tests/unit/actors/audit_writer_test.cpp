@@ -8,6 +8,7 @@
 
 #include "actors/audit_writer.hpp"
 #include "protocols/messages.hpp"
+#include "test_system.hpp"
 
 namespace {
 
@@ -36,16 +37,7 @@ class counting_audit_store final : public audit_store {
   audit_events stored;
 };
 
-caf::actor_system_config& config() {
-  static caf::actor_system_config cfg;
-  static bool once = [] {
-    cfg.add_message_types<caf::id_block::credo_types>();
-    cfg.set("logger.verbosity", caf::atom("quiet"));
-    return true;
-  }();
-  (void) once;
-  return cfg;
-}
+using test_system::config;
 
 protocols::audit_append append_of(int i) {
   audit_event e;

@@ -7,13 +7,14 @@
 #include "persistence/memory_stores.hpp"
 #include "protocols/crypto.hpp"
 #include "protocols/messages.hpp"
+#include "test_system.hpp"
 
 namespace {
 
 using namespace credo;
 
 struct session_entity_test : ::testing::Test {
-  session_entity_test() : sys(make_config()) {
+  session_entity_test() : sys(test_system::config()) {
     auto c = std::make_shared<actors::node_context>();
     c->node_id = "test";
     c->tokens.issuer = "http://issuer.test";
@@ -26,16 +27,6 @@ struct session_entity_test : ::testing::Test {
   }
   ~session_entity_test() override {
     actors::stop_entities(entities);
-  }
-  static caf::actor_system_config& make_config() {
-    static caf::actor_system_config cfg;
-    static bool once = [] {
-      cfg.add_message_types<caf::id_block::credo_types>();
-      cfg.set("logger.verbosity", caf::atom("quiet"));
-      return true;
-    }();
-    (void) once;
-    return cfg;
   }
 
   protocols::token_grant open(const std::string& sid) {

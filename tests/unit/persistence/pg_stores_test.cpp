@@ -18,6 +18,7 @@
 #include "protocols/clock.hpp"
 #include "protocols/crypto.hpp"
 #include "protocols/jwt.hpp"
+#include "test_records.hpp"
 
 namespace {
 
@@ -49,26 +50,8 @@ bool backends_required() {
   return r && std::string{r} == "1";
 }
 
-audit_event event(const std::string& id, const std::string& type, const std::string& subject) {
-  audit_event e;
-  e.event_id = id;
-  e.type = type;
-  e.occurred_at_ms = 1000;
-  e.subject = subject;
-  e.ip = "10.0.0.1";
-  e.data_json = R"({"k":"v"})";
-  return e;
-}
-
-user_record user(const std::string& id, const std::string& email) {
-  user_record u;
-  u.id = id;
-  u.email = email;
-  u.name = "n";
-  u.password_hash = "h";
-  u.created_at = u.updated_at = 1;
-  return u;
-}
+using test_records::event;
+using test_records::user;
 
 class pg_stores_test : public ::testing::Test {
  protected:

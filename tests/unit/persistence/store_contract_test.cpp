@@ -11,6 +11,7 @@
 #include "persistence/pg_stores.hpp"
 #include "persistence/redis_stores.hpp"
 #include "persistence/revocation_mirror.hpp"
+#include "test_records.hpp"
 #include "protocols/clock.hpp"
 #include "protocols/crypto.hpp"
 
@@ -32,15 +33,7 @@ class store_contract : public ::testing::TestWithParam<backend> {
   stores s;
 };
 
-user_record user(const std::string& id, const std::string& email) {
-  user_record u;
-  u.id = id;
-  u.email = email;
-  u.name = "n";
-  u.password_hash = "h";
-  u.created_at = u.updated_at = 1;
-  return u;
-}
+using test_records::user;
 
 TEST_P(store_contract, users_unique_email_and_lookup) {
   ASSERT_TRUE(s.users->create(user("u1", "a@x.io"), {}));
@@ -198,12 +191,7 @@ TEST_P(store_contract, audit_newest_first_filtered_and_scrubbed) {
 }
 
 audit_event event(const std::string& id, const std::string& subject) {
-  audit_event e;
-  e.event_id = id;
-  e.type = "test.event";
-  e.occurred_at_ms = 1000;
-  e.subject = subject;
-  return e;
+  return test_records::event(id, "test.event", subject);
 }
 
 // A change and its events are one unit: both or neither.
