@@ -143,6 +143,7 @@ caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std:
       (void) m;
       return true;
     },
+    [=](protocols::handoff_atom) { self->quit(); },  // the key moved to another node
     caf::after(idle) >> [=] {
       self->request(registry, caf::infinite, protocols::passivate_atom::value, user_id)
         .then([=](bool granted) {

@@ -6,22 +6,10 @@
 namespace credo::actors {
 namespace {
 
-std::string key_of(const protocols::session_open& m) { return m.session_id; }
-std::string key_of(const protocols::session_add_family& m) { return m.session_id; }
-std::string key_of(const protocols::session_refresh& m) { return m.session_id; }
-std::string key_of(const protocols::session_end& m) { return m.session_id; }
-std::string key_of(const protocols::session_revoke_family& m) { return m.session_id; }
-std::string key_of(const protocols::session_inspect_refresh& m) { return m.session_id; }
-std::string key_of(const protocols::consent_grant& m) { return m.user_id; }
-std::string key_of(const protocols::consent_query& m) { return m.user_id; }
-std::string key_of(const protocols::consent_revoke& m) { return m.user_id; }
-std::string key_of(const protocols::consent_check& m) { return m.user_id; }
-std::string key_of(const protocols::consent_erase& m) { return m.user_id; }
-
 struct key_fn {
   template <class T>
-  std::string operator()(const T& m) const {
-    return key_of(m);
+  const std::string& operator()(const T& m) const {
+    return protocols::route_of<T>::key(m);
   }
 };
 
@@ -41,7 +29,7 @@ caf::behavior hasher(caf::event_based_actor*, int /*worker*/) {
 }  // namespace
 
 entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_options options,
-                              int hasher_threads) {
+                              int hasher_threads, std::shared_ptr<const cluster::ownership> own) {
   entity_handles h;
   h.session_stats = std::make_shared<supervisor_stats>("session");
   h.consent_stats = std::make_shared<supervisor_stats>("consent");
@@ -58,22 +46,22 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
   };
   h.sessions = sys.spawn(
     [](registry_actor* self, entity_factory f, std::shared_ptr<supervisor_stats> stats,
-       registry_options o) {
+       registry_options o, registry_placement where) {
       return make_registry<protocols::session_open, protocols::session_add_family,
                            protocols::session_refresh, protocols::session_end,
                            protocols::session_revoke_family, protocols::session_inspect_refresh>(
-        self, std::move(f), std::move(stats), o, key_fn{});
+        self, std::move(f), std::move(stats), o, key_fn{}, std::move(where));
     },
-    sessions, h.session_stats, options);
+    sessions, h.session_stats, options, registry_placement{own, protocols::entity_kind::session});
   h.consents = sys.spawn(
     [](registry_actor* self, entity_factory f, std::shared_ptr<supervisor_stats> stats,
-       registry_options o) {
+       registry_options o, registry_placement where) {
       return make_registry<protocols::consent_grant, protocols::consent_query,
                            protocols::consent_revoke, protocols::consent_check,
                            protocols::consent_erase>(self, std::move(f), std::move(stats), o,
-                                                     key_fn{});
+                                                     key_fn{}, std::move(where));
     },
-    consents, h.consent_stats, options);
+    consents, h.consent_stats, options, registry_placement{own, protocols::entity_kind::consent});
   auto worker = std::make_shared<int>(0);
   auto factory = [&sys, worker] { return sys.spawn<caf::detached>(hasher, ++*worker); };
   h.hasher = caf::actor_pool::make(sys.dummy_execution_unit(),

@@ -18,11 +18,17 @@ struct entity_handles {
   caf::actor audit_writer;  // group commits of the session entities' audit events
   std::shared_ptr<supervisor_stats> session_stats;
   std::shared_ptr<supervisor_stats> consent_stats;
+  /// The registry of `kind` on this node.
+  const caf::actor& registry(protocols::entity_kind kind) const {
+    return kind == protocols::entity_kind::session ? sessions : consents;
+  }
 };
 
 /// Spawns the session and consent registries, the password hasher pool and the audit writer.
+/// `own` (cluster mode) makes the registries serve only the keys this node owns.
 entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_options options,
-                              int hasher_threads);
+                              int hasher_threads,
+                              std::shared_ptr<const cluster::ownership> own = nullptr);
 
 /// Sends every actor of `h` an exit message (at shutdown).
 void stop_entities(const entity_handles& h);

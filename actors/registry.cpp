@@ -24,8 +24,8 @@ caf::actor activate(registry_actor* self, const entity_factory& factory, supervi
   return child;
 }
 
-void on_down(registry_actor* self, const entity_factory& factory, supervisor_stats& stats,
-             const registry_options& options, const caf::down_msg& msg) {
+void on_down(registry_actor* self, supervisor_stats& stats, const registry_options& options,
+             const caf::down_msg& msg) {
   auto& st = self->state;
   auto k = st.keys.find(msg.source);
   if (k == st.keys.end())
@@ -33,15 +33,16 @@ void on_down(registry_actor* self, const entity_factory& factory, supervisor_sta
   auto key = k->second;
   st.keys.erase(k);
   if (auto s = st.stopping.find(key); s != st.stopping.end() && s->second == msg.source) {
-    // A passivated entity is gone: messages held meanwhile go to a fresh activation.
+    // A passivated or handed-off entity is gone: messages held meanwhile are routed again (to
+    // a fresh activation, or to the key's new owner), in the order they arrived.
     st.stopping.erase(s);
     auto h = st.held.find(key);
     if (h != st.held.end()) {
       auto held = std::move(h->second);
       st.held.erase(h);
-      auto child = activate(self, factory, stats, options, key);
+      auto me = caf::actor_cast<caf::actor>(self);
       for (auto& deliver : held)
-        deliver(child);
+        deliver(me);
     }
     return;
   }
@@ -66,6 +67,25 @@ void on_down(registry_actor* self, const entity_factory& factory, supervisor_sta
   st.restarting[key] = true;
   if (st.restarting.size() > 100000)  // bound memory under a storm of distinct failing keys
     st.restarting.clear();
+}
+
+void on_ring_changed(registry_actor* self, supervisor_stats& stats,
+                     const registry_placement& where, bool members_left) {
+  if (!where.own)
+    return;
+  auto& st = self->state;
+  auto ring = where.own->current();
+  for (auto i = st.children.begin(); i != st.children.end();) {
+    if (!members_left && where.own->route_of(where.kind, i->first, ring).local) {
+      ++i;
+      continue;
+    }
+    // Still in `keys`: its down message ends the stop and routes what was held meanwhile.
+    st.stopping.emplace(i->first, i->second.address());
+    self->send(i->second, protocols::handoff_atom::value);
+    i = st.children.erase(i);
+  }
+  stats.live = static_cast<std::int64_t>(st.children.size());
 }
 
 }  // namespace credo::actors::detail

@@ -9,6 +9,16 @@
 // - an idle entity asks to passivate; the registry stops routing to it first and holds new
 //   messages for the key until the old entity is gone, so no message is lost and two copies of
 //   one entity never run at once (the new copy loads what the old one wrote).
+// In a cluster (an ownership is given) the registry serves only the keys this node owns:
+// - a message for a key another node owns is passed to that node's registry, marked
+//   forwarded; a forwarded message for a key this node does not own either is refused
+//   (errc::temporarily_unavailable) rather than passed on, so two rings that disagree for a
+//   moment cannot bounce a request between them;
+// - when the ring changes, entities of keys that moved are handed off: told to stop after the
+//   messages already queued, their new messages held and then routed to the new owner;
+// - when members left, every entity is handed off (and reloaded on its next message): while
+//   this node was cut off, others may have owned and changed its keys, so what it holds in
+//   memory may be stale. The stores' revision check refuses any write based on such state.
 #include <chrono>
 #include <deque>
 #include <vector>
@@ -21,9 +31,16 @@
 #include <caf/all.hpp>
 
 #include "actors/supervisor_stats.hpp"
+#include "cluster/ownership.hpp"
 #include "protocols/messages.hpp"
 
 namespace credo::actors {
+
+/// Where a registry sits in the cluster; `own` null: single node, every key is local.
+struct registry_placement {
+  std::shared_ptr<const cluster::ownership> own;
+  protocols::entity_kind kind = protocols::entity_kind::session;
+};
 
 struct registry_options {
   std::chrono::milliseconds idle_timeout{std::chrono::minutes{5}};
@@ -44,8 +61,9 @@ struct registry_state {
   std::unordered_map<std::string, caf::actor_clock::time_point> quarantined_until;
   std::unordered_map<std::string, bool> restarting;  // failed; next activation is a restart
   // Passivating entities and the messages that arrived for their keys meanwhile.
+  // Released by re-sending them to the registry itself (`me`) once the old entity is gone.
   std::unordered_map<std::string, caf::actor_addr> stopping;
-  std::unordered_map<std::string, std::vector<std::function<void(const caf::actor&)>>> held;
+  std::unordered_map<std::string, std::vector<std::function<void(const caf::actor& me)>>> held;
   static inline const char* name = "entity_registry";
 };
 
@@ -57,15 +75,33 @@ caf::actor activate(registry_actor* self, const entity_factory& factory,
                     supervisor_stats& stats, const registry_options& options,
                     const std::string& key);
 
-void on_down(registry_actor* self, const entity_factory& factory, supervisor_stats& stats,
-             const registry_options& options, const caf::down_msg& msg);
+void on_down(registry_actor* self, supervisor_stats& stats, const registry_options& options,
+             const caf::down_msg& msg);
+
+/// Hands off the entities of keys this node no longer owns (all of them if members left).
+void on_ring_changed(registry_actor* self, supervisor_stats& stats,
+                     const registry_placement& where, bool members_left);
 
 /// Bound on messages held for one passivating key.
 inline constexpr std::size_t max_held = 10000;
 
 template <class T>
 void forward(registry_actor* self, const entity_factory& factory, supervisor_stats& stats,
-             const registry_options& options, const std::string& key, T& msg) {
+             const registry_options& options, const registry_placement& where,
+             const std::string& key, T& msg, bool forwarded) {
+  if (where.own) {
+    auto ring = where.own->current();
+    auto owner = where.own->route_of(where.kind, key, ring);
+    if (!owner.local) {
+      if (forwarded || !owner.registry) {
+        self->make_response_promise().deliver(
+          caf::make_error(errc::temporarily_unavailable, "entity is moving to another node"));
+        return;
+      }
+      self->delegate(owner.registry, protocols::forwarded_atom::value, std::move(msg));
+      return;
+    }
+  }
   if (self->state.stopping.count(key)) {
     auto& held = self->state.held[key];
     auto rp = self->make_response_promise();
@@ -73,11 +109,11 @@ void forward(registry_actor* self, const entity_factory& factory, supervisor_sta
       rp.deliver(caf::make_error(errc::temporarily_unavailable, "entity is restarting"));
       return;
     }
-    held.emplace_back([rp, msg](const caf::actor& child) mutable {
-      if (child)
-        rp.delegate(child, std::move(msg));
+    held.emplace_back([rp, msg, forwarded](const caf::actor& me) mutable {
+      if (forwarded)
+        rp.delegate(me, protocols::forwarded_atom::value, std::move(msg));
       else
-        rp.deliver(caf::make_error(errc::temporarily_unavailable, "entity quarantined"));
+        rp.delegate(me, std::move(msg));
     });
     return;
   }
@@ -97,9 +133,9 @@ void forward(registry_actor* self, const entity_factory& factory, supervisor_sta
 template <class... Ts, class KeyOf>
 caf::behavior make_registry(registry_actor* self, entity_factory factory,
                             std::shared_ptr<supervisor_stats> stats, registry_options options,
-                            KeyOf key_of) {
+                            KeyOf key_of, registry_placement where = {}) {
   self->set_down_handler(
-    [=](caf::down_msg& msg) { detail::on_down(self, factory, *stats, options, msg); });
+    [=](caf::down_msg& msg) { detail::on_down(self, *stats, options, msg); });
   // Children are monitored, not linked (a child failure must not take the registry down), so
   // the registry stops them itself when it is told to exit.
   self->set_exit_handler([=](caf::exit_msg& msg) {
@@ -111,7 +147,15 @@ caf::behavior make_registry(registry_actor* self, entity_factory factory,
     self->quit(msg.reason);
   });
   return {
-    [=](Ts& msg) { detail::forward(self, factory, *stats, options, key_of(msg), msg); }...,
+    [=](Ts& msg) {
+      detail::forward(self, factory, *stats, options, where, key_of(msg), msg, false);
+    }...,
+    [=](protocols::forwarded_atom, Ts& msg) {
+      detail::forward(self, factory, *stats, options, where, key_of(msg), msg, true);
+    }...,
+    [=](protocols::ring_changed_atom, bool members_left) {
+      detail::on_ring_changed(self, *stats, where, members_left);
+    },
     [=](protocols::passivate_atom, const std::string& key) {
       auto i = self->state.children.find(key);
       if (i == self->state.children.end() || i->second.address() != self->current_sender())

@@ -436,6 +436,7 @@ caf::behavior session_entity(caf::event_based_actor* self, context_ptr ctx, std:
         return std::move(*e);
       return logic->inspect(m);
     },
+    [=](protocols::handoff_atom) { self->quit(); },  // the key moved to another node
     caf::after(idle) >> [=] {
       self->request(registry, caf::infinite, protocols::passivate_atom::value, sid)
         .then([=](bool granted) {

@@ -15,8 +15,11 @@
 #include "actors/audit_publisher.hpp"
 #include "app/backends.hpp"
 #include "app/health_monitor.hpp"
+#include "cluster/membership.hpp"
+#include "cluster/remote_calls.hpp"
 #include "actors/entities.hpp"
 #include "http/server.hpp"
+#include "persistence/revocation_mirror.hpp"
 #include "http/service.hpp"
 #include "protocols/clock.hpp"
 #include "protocols/crypto.hpp"
@@ -41,6 +44,11 @@ struct options {
   std::size_t body_limit = 64 * 1024;
   int shutdown_grace_ms = 10000;
   std::string key_encryption_key;
+  std::string cluster_secret;
+  bool cluster_insecure = false;
+  std::string cluster_tls_cert;
+  std::string cluster_tls_key;
+  std::string cluster_tls_ca;
 };
 
 [[noreturn]] void fail(const std::string& reason) {
@@ -86,6 +94,18 @@ int main(int argc, char** argv) {
   env(app.add_option("--cluster", opt.cluster, "CAF cluster listen address HOST:PORT"),
       "CREDO_CLUSTER");
   env(app.add_option("--seeds", opt.seeds, "cluster seed addresses HOST:PORT,..."), "CREDO_SEEDS");
+  env(app.add_option("--cluster-secret", opt.cluster_secret,
+                     "shared secret every node proves when it joins (32+ characters)"),
+      "CREDO_CLUSTER_SECRET");
+  env(app.add_option("--cluster-tls-cert", opt.cluster_tls_cert, "PEM certificate of this node"),
+      "CREDO_CLUSTER_TLS_CERT");
+  env(app.add_option("--cluster-tls-key", opt.cluster_tls_key, "PEM private key of this node"),
+      "CREDO_CLUSTER_TLS_KEY");
+  env(app.add_option("--cluster-tls-ca", opt.cluster_tls_ca, "PEM CA that signs every node"),
+      "CREDO_CLUSTER_TLS_CA");
+  env(app.add_flag("--cluster-insecure", opt.cluster_insecure,
+                   "development only: plain cluster links, without TLS"),
+      "CREDO_CLUSTER_INSECURE");
   env(app.add_option("--access-token-ttl", opt.access_token_ttl, "access token life, seconds")
         ->check(CLI::Range(std::int64_t{1}, std::int64_t{86400})),
       "CREDO_ACCESS_TOKEN_TTL");
@@ -138,8 +158,44 @@ int main(int argc, char** argv) {
   if (!opened)
     fail(opened.description());
   auto backends = std::move(*opened);
-  if (!opt.cluster.empty() || !opt.seeds.empty())
-    fail("--cluster needs the shared stores (PostgreSQL and Redis); this build is single node");
+  std::string cluster_host;
+  std::uint16_t cluster_port = 0;
+  std::vector<std::string> seeds;
+  credo::cluster::link_options links;
+  if (!opt.seeds.empty() && opt.cluster.empty())
+    fail("--seeds needs --cluster HOST:PORT");
+  if (!opt.cluster.empty()) {
+    if (!split_host_port(opt.cluster, cluster_host, cluster_port))
+      fail("--cluster must be HOST:PORT, got '" + opt.cluster + "'");
+    if (!backends.database || !backends.redis)
+      fail("--cluster needs the shared stores: set DATABASE_URL (PostgreSQL) and REDIS_URL "
+           "(Redis); the in-memory stores are single node");
+    if (opt.cluster_secret.size() < 32 || opt.cluster_secret.size() > 1024)
+      fail("--cluster needs CREDO_CLUSTER_SECRET (or --cluster-secret): 32 to 1024 characters");
+    for (std::size_t b = 0, e = 0; b <= opt.seeds.size() && !opt.seeds.empty(); b = e + 1) {
+      e = opt.seeds.find(',', b);
+      if (e == std::string::npos)
+        e = opt.seeds.size();
+      auto seed = opt.seeds.substr(b, e - b);
+      std::string h;
+      std::uint16_t p = 0;
+      if (!split_host_port(seed, h, p) || p == 0)
+        fail("--seeds must be HOST:PORT,..., got '" + seed + "'");
+      seeds.push_back(seed);
+    }
+    links.certificate = opt.cluster_tls_cert;
+    links.key = opt.cluster_tls_key;
+    links.cafile = opt.cluster_tls_ca;
+    links.tls = !opt.cluster_insecure;
+    if (links.tls && (links.certificate.empty() || links.key.empty() || links.cafile.empty()))
+      fail("--cluster needs --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca (or "
+           "--cluster-insecure for plain links in development)");
+    for (auto* f : {&links.certificate, &links.key, &links.cafile})
+      if (links.tls && access(f->c_str(), R_OK) != 0)
+        fail("cannot read cluster TLS file '" + *f + "'");
+  } else if (opt.cluster_insecure || !opt.cluster_tls_cert.empty()) {
+    fail("--cluster-insecure and --cluster-tls-* need --cluster HOST:PORT");
+  }
   if (opt.node_id.empty())
     opt.node_id = host_name();
   credo::log::set_node(opt.node_id);
@@ -235,12 +291,58 @@ int main(int argc, char** argv) {
   // from the Argon2 hasher threads under a login load.
   cfg.set("work-stealing.aggressive-poll-attempts", std::size_t{10});
   cfg.set("work-stealing.moderate-poll-attempts", std::size_t{10});
+  if (!opt.cluster.empty())
+    credo::cluster::configure_links(cfg, links);
   {
     caf::actor_system sys{cfg};
     credo::actors::registry_options ro;
-    auto entities = credo::actors::spawn_entities(
-      sys, ctx, ro, opt.hasher_threads > 0 ? opt.hasher_threads : cores);
     credo::http::service_options svo;
+    if (!opt.cluster.empty())
+      svo.cluster.ownership = std::make_shared<credo::cluster::ownership>(opt.node_id);
+    auto entities = credo::actors::spawn_entities(
+      sys, ctx, ro, opt.hasher_threads > 0 ? opt.hasher_threads : cores, svo.cluster.ownership);
+    std::string cluster_address;
+    if (!opt.cluster.empty()) {
+      auto status = std::make_shared<credo::cluster::cluster_status>();
+      auto in_flight = std::make_shared<credo::cluster::remote_calls>();
+      credo::cluster::membership_config mc;
+      mc.node = opt.node_id;
+      mc.incarnation = credo::protocols::random_token(12);
+      mc.host = cluster_host;
+      mc.port = cluster_port;
+      mc.seeds = seeds;
+      mc.secret = opt.cluster_secret;
+      mc.tls = links.tls;
+      mc.registries = {entities.sessions, entities.consents};
+      mc.own = std::const_pointer_cast<credo::cluster::ownership>(svo.cluster.ownership);
+      mc.status = status;
+      mc.on_peer_down = [in_flight](const std::string& node) { in_flight->fail_node(node); };
+      if (auto mirror = backends.revocations)
+        mc.on_revocations = [mirror](const credo::persistence::revocation_snapshot& s) {
+          mirror->apply(s);
+        };
+      mc.on_keys_changed = [ctx] {
+        // Off the membership actor: a key load waits on PostgreSQL.
+        std::thread([ctx] {
+          if (ctx->health->bootstrapped.load())
+            if (auto st = credo::http::load_signing_keys(*ctx); !st)
+              credo::log::warn("cannot reload signing keys after a peer rotated them",
+                               {{"reason", st.description()}});
+        }).detach();
+      };
+      auto started = credo::cluster::start_membership(sys, std::move(mc));
+      if (!started)
+        fail("cannot listen on cluster address " + opt.cluster + ": " + started.description());
+      cluster_address = started->address;
+      svo.cluster.status = status;
+      svo.cluster.in_flight = in_flight;
+      svo.cluster.membership = started->actor;
+      if (auto mirror = backends.revocations)
+        mirror->on_write([m = started->actor](credo::persistence::revocation_snapshot s) {
+          credo::cluster::broadcast_revocations(m, std::move(s));
+        });
+      ctx->health->cluster = credo::actors::check_state::ok;
+    }
     svo.admin_token = admin_token;
     svo.front_actors = opt.front_actors;
     svc = std::make_shared<credo::http::service>(sys, ctx, entities, svo);
@@ -257,10 +359,13 @@ int main(int argc, char** argv) {
     if (generated_admin)
       credo::log::info("generated admin token (shown once; set CREDO_ADMIN_TOKEN to choose one)",
                        {{"admin_token", admin_token}});
-    credo::log::info("listening", {{"url", url},
-                                   {"issuer", ctx->tokens.issuer},
-                                   {"stores", backends.describe()},
-                                   {"pid", static_cast<long>(getpid())}});
+    nlohmann::json listening{{"url", url},
+                             {"issuer", ctx->tokens.issuer},
+                             {"stores", backends.describe()},
+                             {"pid", static_cast<long>(getpid())}};
+    if (!cluster_address.empty())
+      listening["cluster"] = cluster_address;
+    credo::log::info("listening", listening);
 
     int sig = 0;
     sigwait(&signals, &sig);
@@ -268,6 +373,10 @@ int main(int argc, char** argv) {
     server.stop(std::chrono::milliseconds{opt.shutdown_grace_ms});
     svc_ptr.store(nullptr);
     svc->shutdown();
+    // Leave the cluster before the entities stop: peers see the membership actor go, and
+    // route this node's keys to the survivors, which load them from the shared stores.
+    if (svo.cluster.membership)
+      caf::anon_send_exit(svo.cluster.membership, caf::exit_reason::user_shutdown);
     svc.reset();
     credo::actors::stop_entities(entities);
     if (publisher)

@@ -118,6 +118,7 @@ void admin_keys_rotate(front_self, front_env& env, job_ptr j) {
   auto st = rotate_signing_key(*env.ctx, &by, &kid);
   if (!st)
     return j->respond(errc_response(st.error(), "key store unavailable"));
+  cluster::broadcast_keys_changed(env.options.cluster.membership);  // peers reload the keys
   j->respond(json_response(200, nlohmann::json{{"kid", kid}}.dump()));
 }
 
@@ -143,13 +144,26 @@ void admin_audit(front_self, front_env& env, job_ptr j) {
 }
 
 response admin_cluster(const front_env& env) {
-  auto now = rfc3339(unix_now());
-  return json_response(200, nlohmann::json{{"node", env.ctx->node_id},
-                                           {"members", {{{"node", env.ctx->node_id},
-                                                         {"address", nullptr},
-                                                         {"status", "up"},
-                                                         {"last_seen", now}}}},
-                                           {"ring_version", 1}}
+  if (!env.options.cluster.status) {  // single node
+    auto now = rfc3339(unix_now());
+    return json_response(200, nlohmann::json{{"node", env.ctx->node_id},
+                                             {"members", {{{"node", env.ctx->node_id},
+                                                           {"address", nullptr},
+                                                           {"status", "up"},
+                                                           {"last_seen", now}}}},
+                                             {"ring_version", 1}}
+                                .dump());
+  }
+  auto view = env.options.cluster.status->snapshot();
+  auto members = nlohmann::json::array();
+  for (auto& m : view.members)
+    members.push_back({{"node", m.node},
+                       {"address", m.address},
+                       {"status", m.status},
+                       {"last_seen", rfc3339_ms(m.last_seen_ms)}});
+  return json_response(200, nlohmann::json{{"node", view.node},
+                                           {"members", std::move(members)},
+                                           {"ring_version", view.ring_version}}
                               .dump());
 }
 

@@ -52,8 +52,7 @@ void auth_login(front_self self, front_env& env, job_ptr j) {
         }
         auto sid = protocols::random_token(16);
         call<protocols::token_grant>(
-          self, env, env.entities.sessions,
-          protocols::session_open{sid, user->id, client, scope, device, j->origin()}, j,
+          self, env, protocols::session_open{sid, user->id, client, scope, device, j->origin()}, j,
           [j](protocols::token_grant& g) {
             j->respond(token_response({{"access_token", g.access_token},
                                        {"token_type", "Bearer"},
@@ -70,7 +69,7 @@ void auth_logout(front_self self, front_env& env, job_ptr j) {
   auto b = authenticate_user(env, j->req);
   if (!b)
     return j->respond(errc_response(b.error(), b.description()));
-  call<bool>(self, env, env.entities.sessions, protocols::session_end{b->sid, "logout", j->origin()},
+  call<bool>(self, env, protocols::session_end{b->sid, "logout", j->origin()},
              j, [j](bool) { j->respond(no_content()); });
 }
 
@@ -106,7 +105,7 @@ void sessions_delete(front_self self, front_env& env, job_ptr j) {
     return j->respond(errc_response(errc::temporarily_unavailable, "session store unavailable"));
   if (!rec->has_value() || (*rec)->user_id != b->sub)
     return j->respond(errc_response(errc::not_found, "no such session"));
-  call<bool>(self, env, env.entities.sessions, protocols::session_end{id, "deleted", j->origin()},
+  call<bool>(self, env, protocols::session_end{id, "deleted", j->origin()},
              j, [j](bool) { j->respond(no_content()); });
 }
 

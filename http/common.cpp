@@ -8,9 +8,8 @@
 namespace credo::http {
 
 void job::respond(response r) {
-  if (answered)
+  if (answered.exchange(true))
     return;
-  answered = true;
   respond_fn(std::move(r));
 }
 

@@ -62,8 +62,7 @@ void consent_grant(front_self self, front_env& env, job_ptr j) {
     if (!contains((*client)->scopes, s))
       return j->respond(errc_response(errc::invalid_scope, "scope is not registered for client"));
   call<protocols::consent_list>(
-    self, env, env.entities.consents,
-    protocols::consent_grant{b->sub, **client_id, scopes, expires_in, j->origin()}, j,
+    self, env, protocols::consent_grant{b->sub, **client_id, scopes, expires_in, j->origin()}, j,
     [j](protocols::consent_list& l) { j->respond(consents_response(l.records)); });
 }
 
@@ -71,8 +70,7 @@ void consent_list(front_self self, front_env& env, job_ptr j) {
   auto b = authenticate_user(env, j->req);
   if (!b)
     return j->respond(errc_response(b.error(), b.description()));
-  call<protocols::consent_list>(self, env, env.entities.consents,
-                                protocols::consent_query{b->sub}, j,
+  call<protocols::consent_list>(self, env, protocols::consent_query{b->sub}, j,
                                 [j](protocols::consent_list& l) {
                                   j->respond(consents_response(l.records));
                                 });
@@ -86,8 +84,7 @@ void consent_delete(front_self self, front_env& env, job_ptr j) {
   auto scope = std::string{j->req.path_param("scope").value_or("")};
   if (client_id.size() > 128 || !valid_scope_token(scope))
     return j->respond(errc_response(errc::not_found, "no such consent"));
-  call<bool>(self, env, env.entities.consents,
-             protocols::consent_revoke{b->sub, client_id, scope, j->origin()}, j,
+  call<bool>(self, env, protocols::consent_revoke{b->sub, client_id, scope, j->origin()}, j,
              [j](bool) { j->respond(no_content()); });
 }
 

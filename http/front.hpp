@@ -1,5 +1,6 @@
 #pragma once
 // Internal to http/: what the route handlers share. Not a public header of the library.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -28,7 +29,7 @@ struct job {
   int route = -1;
   std::string opaque_token;  // introspection of a refresh token, found on the I/O thread
   responder respond_fn;
-  bool answered = false;
+  std::atomic<bool> answered{false};  // a node's death may answer it from another thread
   void respond(response r);
   protocols::origin origin() const { return {req.request_id, req.remote_ip}; }
 };
@@ -118,26 +119,55 @@ bool contains(const std::vector<std::string>& v, std::string_view x);
 
 // -- actor calls ---------------------------------------------------------------------------------
 
-/// Sends `msg` to `dest` with the service deadline; `on_ok(Reply&)` on success, an error
-/// response otherwise.
+/// The registry that owns the entity `msg` is for: this node's, or the owner's over CAF.
+struct entity_route {
+  caf::actor registry;
+  std::string node;  // empty: this node
+};
+template <class Msg>
+entity_route route_to(const front_env& env, const Msg& msg) {
+  constexpr auto kind = protocols::route_of<Msg>::kind;
+  if (!env.options.cluster.ownership)
+    return {env.entities.registry(kind), {}};
+  auto ring = env.options.cluster.ownership->current();
+  auto owner = env.options.cluster.ownership->route_of(kind, protocols::route_of<Msg>::key(msg), ring);
+  if (owner.local || !owner.registry)
+    return {env.entities.registry(kind), {}};
+  return {owner.registry, std::string{owner.node}};
+}
+
+/// Sends `msg` to the registry owning its entity, with the service deadline; `on_ok(Reply&)`
+/// on success, an error response otherwise (also at once when the owner node dies).
 template <class Reply, class Msg, class OnOk>
-void call(caf::event_based_actor* self, const front_env& env, const caf::actor& dest, Msg msg,
-          job_ptr j, OnOk on_ok) {
-  auto* stats = dest == env.entities.sessions   ? env.entities.session_stats.get()
-                : dest == env.entities.consents ? env.entities.consent_stats.get()
-                                                : nullptr;
-  if (stats)
-    stats->observe_mailbox(++stats->in_flight);
-  self->request(dest, env.options.deadline, std::move(msg))
+void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j, OnOk on_ok) {
+  static_assert(std::is_same_v<Reply, typename protocols::route_of<Msg>::reply>);
+  auto* stats = protocols::route_of<Msg>::kind == protocols::entity_kind::session
+                  ? env.entities.session_stats.get()
+                  : env.entities.consent_stats.get();
+  stats->observe_mailbox(++stats->in_flight);
+  auto dest = route_to(env, msg);
+  auto& remote = env.options.cluster.in_flight;
+  std::uint64_t id = 0;
+  if (!dest.node.empty() && remote)
+    id = remote->add(dest.node, [weak = std::weak_ptr<job>(j)] {
+      if (auto j = weak.lock())
+        j->respond(errc_response(errc::temporarily_unavailable,
+                                 "the node that owns this entity left the cluster; retry"));
+    });
+  auto finished = [stats, remote, node = dest.node, id] {
+    --stats->in_flight;
+    if (id)
+      remote->done(node, id);
+  };
+  self->request(dest.registry, env.options.deadline, std::move(msg))
     .then(
-      [j, stats, on_ok = std::move(on_ok)](Reply& r) mutable {
-        if (stats)
-          --stats->in_flight;
-        on_ok(r);
+      [j, finished, on_ok = std::move(on_ok)](Reply& r) mutable {
+        finished();
+        if (!j->answered.load())  // not already failed because its node died
+          on_ok(r);
       },
-      [j, stats](caf::error& e) {
-        if (stats)
-          --stats->in_flight;
+      [j, finished](caf::error& e) {
+        finished();
         j->respond(actor_error_response(e));
       });
 }

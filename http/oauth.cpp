@@ -64,9 +64,9 @@ void grant_authorization_code(front_self self, front_env& env, job_ptr j, const 
   auto rec = **consumed;
   if (rec.used) {
     // RFC 6749 4.1.2: a code used twice revokes what it issued.
-    self->request(env.entities.sessions, env.options.deadline,
-                  protocols::session_revoke_family{rec.session_id, "", rec.code_hash, "",
-                                                   j->origin()});
+    protocols::session_revoke_family revoke{rec.session_id, "", rec.code_hash, "", j->origin()};
+    auto dest = route_to(env, revoke);
+    self->request(dest.registry, env.options.deadline, std::move(revoke));
     return j->respond(errc_response(errc::invalid_grant, "authorization code was already used"));
   }
   if (rec.expires_at <= unix_now() || rec.client_id != client.client_id
@@ -76,14 +76,12 @@ void grant_authorization_code(front_self self, front_env& env, job_ptr j, const 
     return j->respond(errc_response(errc::invalid_grant, "code_verifier does not match"));
   auto with_refresh = contains(client.grant_types, "refresh_token");
   call<protocols::consent_check_result>(
-    self, env, env.entities.consents,
-    protocols::consent_check{rec.user_id, rec.client_id, split_scope(rec.scope)}, j,
+    self, env, protocols::consent_check{rec.user_id, rec.client_id, split_scope(rec.scope)}, j,
     [self, &env, j, rec, with_refresh](protocols::consent_check_result& c) {
       if (!c.granted)
         return j->respond(errc_response(errc::invalid_grant, "consent is no longer granted"));
       call<protocols::token_grant>(
-        self, env, env.entities.sessions,
-        protocols::session_add_family{rec.session_id, rec.code_hash, rec.client_id, rec.scope,
+        self, env, protocols::session_add_family{rec.session_id, rec.code_hash, rec.client_id, rec.scope,
                                       c.expires_at, j->origin()},
         j, [j, with_refresh](protocols::token_grant& g) {
           j->respond(token_response(grant_json(g, with_refresh)));
@@ -108,7 +106,7 @@ void grant_refresh_token(front_self self, front_env& env, job_ptr j, const field
   if (!sid->has_value())
     return j->respond(errc_response(errc::invalid_grant, "refresh token is invalid"));
   auto refresh = [self, &env, j](protocols::session_refresh msg) {
-    call<protocols::token_grant>(self, env, env.entities.sessions, std::move(msg), j,
+    call<protocols::token_grant>(self, env, std::move(msg), j,
                                  [j](protocols::token_grant& g) {
                                    j->respond(token_response(grant_json(g, true)));
                                  });
@@ -120,13 +118,12 @@ void grant_refresh_token(front_self self, front_env& env, job_ptr j, const field
   // that was revoked or re-granted with a shorter expiry is honoured. A token that is not
   // current goes straight to the session, which detects reuse.
   call<protocols::refresh_info>(
-    self, env, env.entities.sessions, protocols::session_inspect_refresh{**sid, hash}, j,
+    self, env, protocols::session_inspect_refresh{**sid, hash}, j,
     [self, &env, j, msg, refresh](protocols::refresh_info& info) mutable {
       if (!info.active || info.client_id != msg.client_id)
         return refresh(std::move(msg));
       call<protocols::consent_check_result>(
-        self, env, env.entities.consents,
-        protocols::consent_check{info.sub, info.client_id, split_scope(info.scope)}, j,
+        self, env, protocols::consent_check{info.sub, info.client_id, split_scope(info.scope)}, j,
         [j, msg, refresh](protocols::consent_check_result& c) mutable {
           if (!c.granted)
             return j->respond(errc_response(errc::invalid_grant, "consent is no longer granted"));
@@ -164,9 +161,12 @@ void grant_client_credentials(front_self self, front_env& env, job_ptr j, const 
                                {"expires_in", expires_in},
                                {"scope", scope}}));
   };
-  if (env.ctx->group_commit_audit)
-    return call<bool>(self, env, env.entities.audit_writer,
-                      protocols::audit_append{{std::move(event)}}, j, respond);
+  if (env.ctx->group_commit_audit) {
+    self->request(env.entities.audit_writer, env.options.deadline,
+                  protocols::audit_append{{std::move(event)}})
+      .then(respond, [j](caf::error& e) { j->respond(actor_error_response(e)); });
+    return;
+  }
   if (!env.ctx->stores.audit->append({std::move(event)}))
     return j->respond(errc_response(errc::temporarily_unavailable, "audit store unavailable"));
   respond();
@@ -222,7 +222,7 @@ void oauth_authorize(front_self self, front_env& env, job_ptr j) {
   code_rec->user_id = b->sub;
   code_rec->session_id = b->sid;
   call<protocols::consent_check_result>(
-    self, env, env.entities.consents, protocols::consent_check{b->sub, client.client_id, scopes},
+    self, env, protocols::consent_check{b->sub, client.client_id, scopes},
     j, [&env, j, code_rec, uri, state](protocols::consent_check_result& c) {
       auto iss = env.ctx->tokens.issuer;
       if (!c.granted)
@@ -306,8 +306,7 @@ void oauth_revoke(front_self self, front_env& env, job_ptr j) {
     return j->respond(errc_response(errc::temporarily_unavailable, "session store unavailable"));
   if (!sid->has_value())
     return j->respond(ok());
-  call<bool>(self, env, env.entities.sessions,
-             protocols::session_revoke_family{**sid, hash, "", client_id, j->origin()}, j,
+  call<bool>(self, env, protocols::session_revoke_family{**sid, hash, "", client_id, j->origin()}, j,
              [j, ok](bool) { j->respond(ok()); });
 }
 
@@ -322,7 +321,7 @@ void oauth_introspect_refresh(front_self self, front_env& env, job_ptr j, std::s
   if (!sid->has_value())
     return j->respond(inactive());
   call<protocols::refresh_info>(
-    self, env, env.entities.sessions, protocols::session_inspect_refresh{**sid, hash}, j,
+    self, env, protocols::session_inspect_refresh{**sid, hash}, j,
     [j, inactive, &env, hash](protocols::refresh_info& info) {
       if (!info.active)
         return j->respond(inactive());

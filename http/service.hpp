@@ -11,10 +11,21 @@
 
 #include "actors/context.hpp"
 #include "actors/entities.hpp"
+#include "cluster/membership.hpp"
+#include "cluster/remote_calls.hpp"
 #include "http/message.hpp"
 #include "protocols/result.hpp"
 
 namespace credo::http {
+
+/// Cluster mode: who owns which entity key, the membership actor (broadcasts) and the view
+/// /admin/cluster shows. All null on a single node.
+struct cluster_handles {
+  std::shared_ptr<const cluster::ownership> ownership;
+  std::shared_ptr<const cluster::cluster_status> status;
+  std::shared_ptr<cluster::remote_calls> in_flight;
+  caf::actor membership;
+};
 
 struct service_options {
   std::string admin_token;
@@ -22,6 +33,7 @@ struct service_options {
   int front_actors = 4;
   std::chrono::milliseconds deadline{std::chrono::seconds{5}};  // per entity request
   std::size_t token_cache_capacity = 100000;
+  cluster_handles cluster;
 };
 
 /// Loads the signing keys from the key store into ctx.keys, creating the first key if none

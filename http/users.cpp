@@ -74,8 +74,7 @@ void end_sessions(front_self self, front_env& env, job_ptr j, const std::string&
   }
   *remaining = ids.size();
   for (auto& id : ids)
-    call<bool>(self, env, env.entities.sessions,
-               protocols::session_end{id, reason, j->origin()}, j,
+    call<bool>(self, env, protocols::session_end{id, reason, j->origin()}, j,
                [remaining, done](bool) {
                  if (--*remaining == 0)
                    done();
@@ -216,8 +215,7 @@ void me_delete(front_self self, front_env& env, job_ptr j) {
         if (!st)
           return j->respond(errc_response(st.error(), "revocation store unavailable"));
         end_sessions(self, env, j, user_id, "", "user_erased", [self, &env, j, user_id] {
-          call<bool>(self, env, env.entities.consents,
-                     protocols::consent_erase{user_id, j->origin()}, j,
+          call<bool>(self, env, protocols::consent_erase{user_id, j->origin()}, j,
                      [&env, j, user_id](bool) {
                        env.ctx->stores.audit->scrub_subject(user_id);
                        auto st = env.ctx->stores.users->erase(
@@ -241,7 +239,7 @@ void me_export(front_self self, front_env& env, job_ptr j) {
     return;
   auto user = *u;
   call<protocols::consent_list>(
-    self, env, env.entities.consents, protocols::consent_query{user.id}, j,
+    self, env, protocols::consent_query{user.id}, j,
     [&env, j, user](protocols::consent_list& consents) {
       auto sessions = env.ctx->stores.sessions->list_for_user(user.id);
       auto events = env.ctx->stores.audit->query(user.id, 10000);

@@ -3,6 +3,7 @@
 // each record (session: actors/session_actor.cpp, consent: actors/consent_actor.cpp).
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace credo::persistence {
@@ -94,6 +95,18 @@ struct audit_event {
   std::string request_id;
   std::string node;
   std::string data_json = "{}";  // a JSON object, never containing secrets
+};
+
+/// Everything a revocation store holds, for loading a node's local revocation set.
+struct revocation_snapshot {
+  struct cutoff_entry {
+    std::string user_id;
+    std::string client_id;
+    std::string scope;
+    std::int64_t cutoff = 0;
+  };
+  std::vector<std::pair<std::string, std::int64_t>> tokens;  // jti, exp
+  std::vector<cutoff_entry> cutoffs;
 };
 
 }  // namespace credo::persistence

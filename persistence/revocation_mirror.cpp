@@ -9,13 +9,34 @@ revocation_mirror::revocation_mirror(std::shared_ptr<revocation_store> durable)
 
 status revocation_mirror::revoke_token(const std::string& jti, std::int64_t exp) {
   local_->revoke_token(jti, exp);
+  if (listener_) {
+    revocation_snapshot s;
+    s.tokens.emplace_back(jti, exp);
+    listener_(std::move(s));
+  }
   return durable_->revoke_token(jti, exp);
 }
 
 status revocation_mirror::add_cutoff(const std::string& user_id, const std::string& client_id,
                                      const std::string& scope, std::int64_t cutoff) {
   local_->add_cutoff(user_id, client_id, scope, cutoff);
+  if (listener_) {
+    revocation_snapshot s;
+    s.cutoffs.push_back({user_id, client_id, scope, cutoff});
+    listener_(std::move(s));
+  }
   return durable_->add_cutoff(user_id, client_id, scope, cutoff);
+}
+
+void revocation_mirror::on_write(std::function<void(revocation_snapshot)> listener) {
+  listener_ = std::move(listener);
+}
+
+void revocation_mirror::apply(const revocation_snapshot& s) {
+  for (auto& [jti, exp] : s.tokens)
+    local_->revoke_token(jti, exp);
+  for (auto& c : s.cutoffs)
+    local_->add_cutoff(c.user_id, c.client_id, c.scope, c.cutoff);
 }
 
 result<bool> revocation_mirror::is_token_revoked(const std::string& jti) {
@@ -40,10 +61,7 @@ status revocation_mirror::sync() {
   auto snap = durable_->snapshot();
   if (!snap)
     return {snap.error(), snap.description()};
-  for (auto& [jti, exp] : snap->tokens)
-    local_->revoke_token(jti, exp);
-  for (auto& c : snap->cutoffs)
-    local_->add_cutoff(c.user_id, c.client_id, c.scope, c.cutoff);
+  apply(*snap);
   loaded_.store(true, std::memory_order_release);
   return ok();
 }

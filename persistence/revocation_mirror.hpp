@@ -5,6 +5,7 @@
 // sync() (at start, then periodically by the health monitor) and fails closed until the first
 // load succeeded: a node that never saw the revocation list answers "unavailable", not "active".
 #include <atomic>
+#include <functional>
 #include <memory>
 
 #include "persistence/stores.hpp"
@@ -31,10 +32,17 @@ class revocation_mirror final : public revocation_store {
   status sync();
   bool loaded() const;
 
+  /// Called with each local write, before it goes to the durable store (the cluster broadcasts
+  /// it to every node). Set once, before the node serves.
+  void on_write(std::function<void(revocation_snapshot)> listener);
+  /// Revocations another node made (and wrote to the durable store): the local set only.
+  void apply(const revocation_snapshot& s);
+
  private:
   std::shared_ptr<revocation_store> durable_;
   std::shared_ptr<revocation_store> local_;
   std::atomic<bool> loaded_{false};
+  std::function<void(revocation_snapshot)> listener_;
 };
 
 }  // namespace credo::persistence

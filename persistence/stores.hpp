@@ -63,18 +63,6 @@ class consent_store {
                       const audit_events& events) = 0;
 };
 
-/// Everything a revocation store holds, for loading a node's local revocation set.
-struct revocation_snapshot {
-  struct cutoff_entry {
-    std::string user_id;
-    std::string client_id;
-    std::string scope;
-    std::int64_t cutoff = 0;
-  };
-  std::vector<std::pair<std::string, std::int64_t>> tokens;  // jti, exp
-  std::vector<cutoff_entry> cutoffs;
-};
-
 /// Revoked access tokens and consent cut-offs, consulted on every token check.
 class revocation_store {
  public:

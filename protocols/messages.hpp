@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include <caf/actor.hpp>
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
 #include <caf/meta/type_name.hpp>
@@ -155,6 +156,74 @@ struct consent_check_result {
   std::int64_t expires_at = 0;  // earliest expiry among the checked scopes, 0: none
 };
 
+// -- routing -------------------------------------------------------------------------------------
+
+/// The registries an entity key can belong to; a node's card names one registry per kind.
+enum class entity_kind : std::uint8_t { session = 0, consent = 1 };
+inline constexpr std::size_t entity_kind_count = 2;
+
+/// The entity key and kind of every entity request, and the type its entity replies with.
+template <class T>
+struct route_of;
+#define CREDO_ROUTE(msg, kind_, field, reply_)                                          \
+  template <>                                                                             \
+  struct route_of<msg> {                                                                  \
+    static constexpr entity_kind kind = entity_kind::kind_;                               \
+    using reply = reply_;                                                                 \
+    static const std::string& key(const msg& m) { return m.field; }                       \
+  };
+CREDO_ROUTE(session_open, session, session_id, token_grant)
+CREDO_ROUTE(session_add_family, session, session_id, token_grant)
+CREDO_ROUTE(session_refresh, session, session_id, token_grant)
+CREDO_ROUTE(session_end, session, session_id, bool)
+CREDO_ROUTE(session_revoke_family, session, session_id, bool)
+CREDO_ROUTE(session_inspect_refresh, session, session_id, refresh_info)
+CREDO_ROUTE(consent_grant, consent, user_id, consent_list)
+CREDO_ROUTE(consent_query, consent, user_id, consent_list)
+CREDO_ROUTE(consent_revoke, consent, user_id, bool)
+CREDO_ROUTE(consent_check, consent, user_id, consent_check_result)
+CREDO_ROUTE(consent_erase, consent, user_id, bool)
+#undef CREDO_ROUTE
+
+// -- cluster (between the membership actors of two nodes) -----------------------------------------
+
+/// What a node tells its peers about itself: enough to route entity requests to it.
+struct member_card {
+  std::string node;         // --node-id
+  std::string incarnation;  // random per process start: a restarted node is a new member
+  std::string address;      // its cluster HOST:PORT, for peers that learn of it second-hand
+  caf::actor membership;
+  std::vector<caf::actor> registries;  // indexed by entity_kind
+};
+
+/// Step 1 of a join, initiator -> responder. Reply: cluster_challenge_reply.
+struct cluster_challenge {
+  std::string nonce;
+};
+/// The responder proves it holds the cluster secret and hands out a nonce for step 2.
+struct cluster_challenge_reply {
+  std::string nonce;
+  std::string proof;  // HMAC(secret, responder | initiator nonce | responder nonce)
+};
+/// Step 2: the initiator proves it holds the secret. Reply: cluster_welcome.
+struct cluster_hello {
+  member_card card;
+  std::string nonce;  // the responder's, from step 1 (single use)
+  std::string proof;  // HMAC(secret, initiator | nonce | node | incarnation)
+};
+/// The responder's card and the addresses of every member it knows.
+struct cluster_welcome {
+  member_card card;
+  std::vector<std::string> addresses;
+  std::int64_t ring_version = 0;
+};
+/// Gossip of a member's view after a change: peers adopt a higher ring version and connect to
+/// addresses they do not know yet.
+struct cluster_view {
+  std::vector<std::string> addresses;
+  std::int64_t ring_version = 0;
+};
+
 // -- inspect -------------------------------------------------------------------------------------
 
 template <class Inspector>
@@ -233,9 +302,43 @@ typename Inspector::result_type inspect(Inspector& f, consent_check_result& x) {
   return f(caf::meta::type_name("consent_check_result"), x.granted, x.missing, x.expires_at);
 }
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, member_card& x) {
+  return f(caf::meta::type_name("member_card"), x.node, x.incarnation, x.address, x.membership,
+           x.registries);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cluster_challenge& x) {
+  return f(caf::meta::type_name("cluster_challenge"), x.nonce);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cluster_challenge_reply& x) {
+  return f(caf::meta::type_name("cluster_challenge_reply"), x.nonce, x.proof);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cluster_hello& x) {
+  return f(caf::meta::type_name("cluster_hello"), x.card, x.nonce, x.proof);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cluster_welcome& x) {
+  return f(caf::meta::type_name("cluster_welcome"), x.card, x.addresses, x.ring_version);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cluster_view& x) {
+  return f(caf::meta::type_name("cluster_view"), x.addresses, x.ring_version);
+}
+
 }  // namespace credo::protocols
 
 namespace credo::persistence {
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, revocation_snapshot::cutoff_entry& x) {
+  return f(caf::meta::type_name("cutoff_entry"), x.user_id, x.client_id, x.scope, x.cutoff);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, revocation_snapshot& x) {
+  return f(caf::meta::type_name("revocation_snapshot"), x.tokens, x.cutoffs);
+}
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, consent_record& x) {
   return f(caf::meta::type_name("consent_record"), x.client_id, x.scope, x.granted_at,
@@ -268,7 +371,24 @@ CAF_BEGIN_TYPE_ID_BLOCK(credo_types, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(credo_types, (credo::persistence::consent_record))
   CAF_ADD_TYPE_ID(credo_types, (credo::persistence::audit_event))
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::audit_append))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::member_card))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_challenge))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_challenge_reply))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_hello))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_welcome))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_view))
+  CAF_ADD_TYPE_ID(credo_types, (credo::persistence::revocation_snapshot))
   CAF_ADD_ATOM(credo_types, credo::protocols, passivate_atom, "passivate")
+  // An entity request one registry passed to the owner it knows of: served there or refused,
+  // never passed on again (no forwarding loops while two nodes' rings differ).
+  CAF_ADD_ATOM(credo_types, credo::protocols, forwarded_atom, "forwarded")
+  // Registry -> entity: the key moved to another node; stop after the messages before this.
+  CAF_ADD_ATOM(credo_types, credo::protocols, handoff_atom, "handoff")
+  // Membership -> registries, with a bool "members left": the ring changed; hand off the keys
+  // this node no longer owns (every key when members left).
+  CAF_ADD_ATOM(credo_types, credo::protocols, ring_changed_atom, "ringchg")
+  // Between membership actors: a peer rotated the signing key; reload keys from the store.
+  CAF_ADD_ATOM(credo_types, credo::protocols, keys_changed_atom, "keyschg")
   CAF_ADD_ATOM(credo_types, credo::protocols, hash_password_atom, "hashpw")
   CAF_ADD_ATOM(credo_types, credo::protocols, verify_password_atom, "verifypw")
 CAF_END_TYPE_ID_BLOCK(credo_types)

@@ -1,0 +1,385 @@
+#include "cluster/membership.hpp"
+
+#include <map>
+#include <set>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "protocols/clock.hpp"
+#include "protocols/crypto.hpp"
+#include "protocols/log.hpp"
+
+namespace credo::cluster {
+namespace {
+
+using protocols::cluster_challenge;
+using protocols::cluster_challenge_reply;
+using protocols::cluster_hello;
+using protocols::cluster_view;
+using protocols::cluster_welcome;
+using protocols::member_card;
+
+constexpr std::size_t max_nonce = 64;
+constexpr std::size_t max_name = 128;
+constexpr std::size_t max_addresses = 256;
+constexpr std::size_t max_issued_nonces = 1024;
+constexpr std::int64_t nonce_life_ms = 10000;
+
+struct peer {
+  member_card card;
+  std::int64_t last_seen_ms = 0;
+};
+
+struct membership_state {
+  membership_config cfg;
+  member_card self_card;
+  std::map<std::string, peer> peers;                // by node name
+  std::map<caf::actor_addr, std::string> by_addr;   // peer membership actor -> node name
+  std::set<std::string> connecting;                 // addresses with a join under way
+  std::map<std::string, std::int64_t> issued;       // responder nonces -> issued at (ms)
+  std::int64_t ring_version = 1;
+  static inline const char* name = "cluster_membership";
+};
+
+using membership_actor = caf::stateful_actor<membership_state>;
+
+bool split_address(const std::string& a, std::string& host, std::uint16_t& port) {
+  auto colon = a.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= a.size() || a.size() > 300)
+    return false;
+  host = a.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  unsigned long v = 0;
+  for (auto c : a.substr(colon + 1)) {
+    if (c < '0' || c > '9' || v > 65535)
+      return false;
+    v = v * 10 + static_cast<unsigned long>(c - '0');
+  }
+  if (v == 0 || v > 65535)
+    return false;
+  port = static_cast<std::uint16_t>(v);
+  return true;
+}
+
+bool valid_card(const member_card& c) {
+  return !c.node.empty() && c.node.size() <= max_name && !c.incarnation.empty()
+         && c.incarnation.size() <= max_name && c.address.size() <= 300 && c.membership
+         && c.registries.size() == protocols::entity_kind_count
+         && std::all_of(c.registries.begin(), c.registries.end(), [](auto& r) { return !!r; });
+}
+
+std::vector<std::string> known_addresses(const membership_state& st) {
+  std::vector<std::string> out{st.self_card.address};
+  for (auto& [name, p] : st.peers)
+    out.push_back(p.card.address);
+  return out;
+}
+
+/// Rebuilds the ring and the status from the member list, and tells the local registries.
+void publish_ring(membership_actor* self, bool members_left = false) {
+  auto& st = self->state;
+  auto r = std::make_shared<ring>();
+  r->version = st.ring_version;
+  auto add = [&r](const member_card& c) {
+    ring_member m;
+    m.node = c.node;
+    m.seed = stable_hash(c.node);
+    for (std::size_t k = 0; k < protocols::entity_kind_count; ++k)
+      m.registries[k] = c.registries[k];
+    r->members.push_back(std::move(m));
+  };
+  add(st.self_card);
+  for (auto& [name, p] : st.peers)
+    add(p.card);
+  st.cfg.own->replace(std::move(r));
+  for (auto& reg : st.cfg.registries)
+    self->send(reg, protocols::ring_changed_atom::value, members_left);
+}
+
+void publish_status(membership_actor* self) {
+  auto& st = self->state;
+  cluster_status::view v;
+  v.node = st.self_card.node;
+  v.ring_version = st.ring_version;
+  v.members.push_back({st.self_card.node, st.self_card.address, "up", unix_now_ms()});
+  for (auto& [name, p] : st.peers)
+    v.members.push_back({name, p.card.address, "up", p.last_seen_ms});
+  st.cfg.status->set(std::move(v));
+}
+
+void send_view(membership_actor* self, const caf::actor& to) {
+  auto& st = self->state;
+  self->send(to, cluster_view{known_addresses(st), st.ring_version});
+}
+
+void changed(membership_actor* self, bool members_left) {
+  ++self->state.ring_version;
+  publish_ring(self, members_left);
+  publish_status(self);
+  for (auto& [name, p] : self->state.peers)
+    send_view(self, p.card.membership);
+}
+
+void add_member(membership_actor* self, const member_card& card) {
+  auto& st = self->state;
+  if (card.node == st.self_card.node)
+    return;
+  bool replaced = false;
+  if (auto i = st.peers.find(card.node); i != st.peers.end()) {
+    if (i->second.card.incarnation == card.incarnation) {
+      i->second.last_seen_ms = unix_now_ms();
+      return;
+    }
+    // The same node name, started again: the old incarnation is gone (or about to be noticed).
+    self->demonitor(i->second.card.membership);
+    st.by_addr.erase(i->second.card.membership.address());
+    st.peers.erase(i);
+    if (st.cfg.on_peer_down)
+      st.cfg.on_peer_down(card.node);
+    replaced = true;
+  }
+  self->monitor(card.membership);
+  st.by_addr[card.membership.address()] = card.node;
+  st.peers[card.node] = peer{card, unix_now_ms()};
+  log::info("cluster member joined", {{"member", card.node}, {"address", card.address}});
+  changed(self, replaced);
+}
+
+void remove_member(membership_actor* self, const caf::actor_addr& who, const caf::error& why) {
+  auto& st = self->state;
+  auto i = st.by_addr.find(who);
+  if (i == st.by_addr.end())
+    return;
+  auto name = i->second;
+  st.by_addr.erase(i);
+  st.peers.erase(name);
+  log::warn("cluster member left", {{"member", name}, {"reason", self->system().render(why)}});
+  if (st.cfg.on_peer_down)
+    st.cfg.on_peer_down(name);
+  changed(self, true);
+}
+
+/// Joins the node at `address`: connect (asynchronously, through the middleman actor: a
+/// blocking remote_actor could hang on a hung peer), then the two-step handshake.
+void connect(membership_actor* self, const std::string& address) {
+  auto& st = self->state;
+  std::string host;
+  std::uint16_t port = 0;
+  if (address == st.self_card.address || st.connecting.count(address)
+      || !split_address(address, host, port))
+    return;
+  for (auto& [name, p] : st.peers)
+    if (p.card.address == address)
+      return;
+  st.connecting.insert(address);
+  auto done = [self, address] { self->state.connecting.erase(address); };
+  auto mm = st.cfg.tls ? self->system().openssl_manager().actor_handle()
+                       : self->system().middleman().actor_handle();
+  auto timeout = st.cfg.connect_timeout;
+  self->request(mm, timeout, caf::connect_atom::value, host, port)
+    .then(
+      [self, address, done, timeout](const caf::node_id&, caf::strong_actor_ptr& ptr,
+                                     const std::set<std::string>&) {
+        auto remote = caf::actor_cast<caf::actor>(ptr);
+        if (!remote || remote == self)
+          return done();
+        auto mine = protocols::random_token(24);
+        self->request(remote, timeout, cluster_challenge{mine})
+          .then(
+            [self, remote, address, done, mine, timeout](cluster_challenge_reply& r) {
+              auto& st = self->state;
+              if (r.nonce.size() > max_nonce
+                  || !protocols::constant_time_equal(
+                    r.proof, responder_proof(st.cfg.secret, mine, r.nonce))) {
+                log::warn("cluster peer refused: it does not hold the cluster secret",
+                          {{"address", address}});
+                return done();
+              }
+              cluster_hello hello{st.self_card, r.nonce,
+                                  initiator_proof(st.cfg.secret, r.nonce, st.self_card.node,
+                                                  st.self_card.incarnation)};
+              self->request(remote, timeout, std::move(hello))
+                .then(
+                  [self, remote, done](cluster_welcome& w) {
+                    done();
+                    if (!valid_card(w.card) || w.card.membership != remote)
+                      return;
+                    add_member(self, w.card);
+                    auto& st = self->state;
+                    if (w.ring_version > st.ring_version) {
+                      st.ring_version = w.ring_version;
+                      publish_ring(self);
+                      publish_status(self);
+                    }
+                    if (w.addresses.size() <= max_addresses)
+                      for (auto& a : w.addresses)
+                        connect(self, a);
+                  },
+                  [done, address](caf::error&) { done(); });
+            },
+            [done](caf::error&) { done(); });
+      },
+      [done](caf::error&) { done(); });
+}
+
+bool from_peer(membership_actor* self) {
+  auto sender = self->current_sender();
+  return sender && self->state.by_addr.count(caf::actor_cast<caf::actor_addr>(sender)) > 0;
+}
+
+bool from_this_node(membership_actor* self) {
+  auto sender = self->current_sender();
+  return !sender || sender->node() == self->node();
+}
+
+caf::behavior membership_behavior(membership_actor* self, membership_config cfg) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.self_card.node = st.cfg.node;
+  st.self_card.incarnation = st.cfg.incarnation;
+  st.self_card.membership = caf::actor_cast<caf::actor>(self);
+  st.self_card.registries.assign(st.cfg.registries.begin(), st.cfg.registries.end());
+  self->set_down_handler([self](caf::down_msg& m) { remove_member(self, m.source, m.reason); });
+  return {
+    // From start_membership, once published: the address peers reach this node on.
+    [self](caf::publish_atom, const std::string& address) {
+      self->state.self_card.address = address;
+      publish_ring(self);
+      publish_status(self);
+      self->send(self, caf::tick_atom::value);
+    },
+    [self](caf::tick_atom) {
+      auto& st = self->state;
+      auto now = unix_now_ms();
+      for (auto i = st.issued.begin(); i != st.issued.end();)
+        i = now - i->second > nonce_life_ms ? st.issued.erase(i) : std::next(i);
+      for (auto& [name, p] : st.peers)
+        send_view(self, p.card.membership);
+      for (auto& seed : st.cfg.seeds)
+        connect(self, seed);
+      publish_status(self);
+      self->delayed_send(self, st.cfg.tick, caf::tick_atom::value);
+    },
+    [self](cluster_challenge& c) -> caf::result<cluster_challenge_reply> {
+      auto& st = self->state;
+      if (c.nonce.empty() || c.nonce.size() > max_nonce)
+        return caf::make_error(errc::invalid_request, "bad nonce");
+      if (st.issued.size() >= max_issued_nonces)
+        st.issued.erase(st.issued.begin());
+      auto mine = protocols::random_token(24);
+      st.issued[mine] = unix_now_ms();
+      return cluster_challenge_reply{mine, responder_proof(st.cfg.secret, c.nonce, mine)};
+    },
+    [self](cluster_hello& h) -> caf::result<cluster_welcome> {
+      auto& st = self->state;
+      auto i = st.issued.find(h.nonce);
+      if (i == st.issued.end())
+        return caf::make_error(errc::invalid_client, "unknown or used nonce");
+      st.issued.erase(i);
+      auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
+      if (!valid_card(h.card) || h.card.membership.address() != sender
+          || !protocols::constant_time_equal(
+            h.proof, initiator_proof(st.cfg.secret, h.nonce, h.card.node, h.card.incarnation))) {
+        log::warn("cluster join refused: bad proof of the cluster secret",
+                  {{"node", h.card.node.substr(0, max_name)}});
+        return caf::make_error(errc::invalid_client, "join refused");
+      }
+      add_member(self, h.card);
+      return cluster_welcome{st.self_card, known_addresses(st), st.ring_version};
+    },
+    [self](cluster_view& v) {
+      if (!from_peer(self))
+        return;
+      auto& st = self->state;
+      auto name = st.by_addr[caf::actor_cast<caf::actor_addr>(self->current_sender())];
+      st.peers[name].last_seen_ms = unix_now_ms();
+      if (v.ring_version > st.ring_version) {
+        st.ring_version = v.ring_version;
+        publish_ring(self);
+      }
+      if (v.addresses.size() <= max_addresses)
+        for (auto& a : v.addresses)
+          connect(self, a);
+    },
+    [self](persistence::revocation_snapshot& s) {
+      auto& st = self->state;
+      if (from_this_node(self)) {
+        for (auto& [name, p] : st.peers)
+          self->send(p.card.membership, s);
+      } else if (from_peer(self) && st.cfg.on_revocations) {
+        st.cfg.on_revocations(s);
+      }
+    },
+    [self](protocols::keys_changed_atom) {
+      auto& st = self->state;
+      if (from_this_node(self)) {
+        for (auto& [name, p] : st.peers)
+          self->send(p.card.membership, protocols::keys_changed_atom::value);
+      } else if (from_peer(self) && st.cfg.on_keys_changed) {
+        st.cfg.on_keys_changed();
+      }
+    },
+  };
+}
+
+}  // namespace
+
+std::string responder_proof(const std::string& secret, const std::string& initiator_nonce,
+                            const std::string& responder_nonce) {
+  return protocols::hmac_sha256(secret, "credo-cluster-v1|responder|" + initiator_nonce + "|"
+                                          + responder_nonce);
+}
+
+std::string initiator_proof(const std::string& secret, const std::string& responder_nonce,
+                            const std::string& node, const std::string& incarnation) {
+  return protocols::hmac_sha256(secret, "credo-cluster-v1|initiator|" + responder_nonce + "|"
+                                          + node + "|" + incarnation);
+}
+
+void configure_links(caf::actor_system_config& cfg, const link_options& o) {
+  cfg.load<caf::io::middleman>();
+  cfg.set("middleman.heartbeat-interval", caf::timespan{o.heartbeat});
+  cfg.set("middleman.connection-timeout", caf::timespan{o.connection_timeout});
+  if (o.tls) {
+    cfg.load<caf::openssl::manager>();
+    cfg.openssl_certificate = o.certificate;
+    cfg.openssl_key = o.key;
+    cfg.openssl_cafile = o.cafile;
+  }
+}
+
+result<membership> start_membership(caf::actor_system& sys, membership_config cfg) {
+  auto host = cfg.host;
+  auto port = cfg.port;
+  auto tls = cfg.tls;
+  auto actor = sys.spawn(membership_behavior, std::move(cfg));
+  caf::expected<std::uint16_t> bound = caf::sec::runtime_error;
+  if (tls)
+    bound = caf::openssl::publish(actor, port, host.c_str(), false);
+  else
+    bound = sys.middleman().publish(actor, port, host.c_str(), false);
+  if (!bound) {
+    caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+    return {errc::internal_error, sys.render(bound.error())};
+  }
+  auto url_host = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  membership m{actor, url_host + ":" + std::to_string(*bound)};
+  caf::anon_send(actor, caf::publish_atom::value, m.address);
+  return m;
+}
+
+void broadcast_revocations(const caf::actor& membership, persistence::revocation_snapshot s) {
+  if (membership)
+    caf::anon_send(membership, std::move(s));
+}
+
+void broadcast_keys_changed(const caf::actor& membership) {
+  if (membership)
+    caf::anon_send(membership, protocols::keys_changed_atom::value);
+}
+
+}  // namespace credo::cluster

@@ -1,0 +1,117 @@
+#pragma once
+// Cluster membership: each node publishes its membership actor on its cluster address (CAF
+// io::middleman, or caf::openssl for TLS links), joins through any reachable seed, learns every
+// member from the members it meets, and monitors each peer. Joining is a challenge-response on
+// a shared cluster secret in both directions: a node that cannot prove it holds the secret
+// never becomes a member, and messages from actors that are not members are dropped.
+//
+// A peer is removed when CAF reports its link down: at once on a connection loss, and after
+// the middleman's connection timeout when heartbeats stop (a frozen or partitioned node; set
+// middleman.heartbeat-interval and connection-timeout on every node alike). Every change
+// bumps the ring version, replaces the ownership ring and tells the local registries, which
+// hand off the keys that moved. Peers exchange their views every tick (heartbeat of the
+// membership protocol and anti-entropy): each adopts the highest ring version it hears and
+// connects to every address it did not know.
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <caf/fwd.hpp>
+#include <caf/actor.hpp>
+
+#include "cluster/ownership.hpp"
+#include "persistence/records.hpp"
+#include "protocols/result.hpp"
+
+namespace credo::cluster {
+
+/// What /admin/cluster shows; written by the membership actor, read by any thread.
+class cluster_status {
+ public:
+  struct member {
+    std::string node;
+    std::string address;
+    std::string status;       // "up"
+    std::int64_t last_seen_ms = 0;
+  };
+  struct view {
+    std::string node;
+    std::vector<member> members;  // this node first
+    std::int64_t ring_version = 0;
+  };
+  view snapshot() const {
+    std::lock_guard guard{mtx_};
+    return view_;
+  }
+  void set(view v) {
+    std::lock_guard guard{mtx_};
+    view_ = std::move(v);
+  }
+
+ private:
+  mutable std::mutex mtx_;
+  view view_;
+};
+
+struct membership_config {
+  std::string node;                      // --node-id
+  std::string incarnation;               // random per start
+  std::string host;                      // --cluster HOST (published there, and advertised)
+  std::uint16_t port = 0;                // --cluster PORT (0: any free port)
+  std::vector<std::string> seeds;        // HOST:PORT
+  std::string secret;                    // the shared cluster secret
+  bool tls = false;                      // links through caf::openssl
+  std::array<caf::actor, protocols::entity_kind_count> registries;  // this node's
+  std::shared_ptr<ownership> own;
+  std::shared_ptr<cluster_status> status;
+  std::chrono::milliseconds tick{250};   // view exchange with peers and seed retries
+  std::chrono::milliseconds connect_timeout{3000};
+  /// A peer left or died: fail at once what is in flight to it. Called on the actor's thread.
+  std::function<void(const std::string& node)> on_peer_down;
+  /// A peer revoked tokens or raised cut-offs: apply them to the local revocation set.
+  std::function<void(const persistence::revocation_snapshot&)> on_revocations;
+  /// A peer rotated the signing key: reload the keys from the store (must not block long).
+  std::function<void()> on_keys_changed;
+};
+
+/// How cluster links are made. TLS is mutual: every node presents a certificate signed by
+/// the cluster's CA and refuses peers without one (caf::openssl with no certificate would fall
+/// back to anonymous TLS, so all three files are required).
+struct link_options {
+  bool tls = false;
+  std::string certificate;  // PEM files
+  std::string key;
+  std::string cafile;
+  std::chrono::milliseconds heartbeat{200};
+  std::chrono::milliseconds connection_timeout{1000};  // no heartbeat for this long: link down
+};
+
+/// Loads CAF's middleman (and caf::openssl) into `cfg` with heartbeats on. Call before the
+/// actor system is built.
+void configure_links(caf::actor_system_config& cfg, const link_options& o);
+
+struct membership {
+  caf::actor actor;
+  std::string address;  // HOST:PORT as published (the port resolved)
+};
+
+/// Spawns the membership actor and publishes it on cfg.host:cfg.port. Errors: the port is in
+/// use, or TLS was asked for without the openssl module loaded.
+result<membership> start_membership(caf::actor_system& sys, membership_config cfg);
+
+/// Tells every peer (from any thread): tokens this node revoked, or a new signing key.
+void broadcast_revocations(const caf::actor& membership, persistence::revocation_snapshot s);
+void broadcast_keys_changed(const caf::actor& membership);
+
+/// HMAC proofs of the join handshake (exposed for tests).
+std::string responder_proof(const std::string& secret, const std::string& initiator_nonce,
+                            const std::string& responder_nonce);
+std::string initiator_proof(const std::string& secret, const std::string& responder_nonce,
+                            const std::string& node, const std::string& incarnation);
+
+}  // namespace credo::cluster
