@@ -18,6 +18,7 @@ bool active(const consent_record& r, std::int64_t now) {
 
 struct consent_state {
   std::vector<consent_record> records;
+  std::int64_t revision = 0;  // stored revision, as this entity last saw it
   bool load_failed = false;
 };
 
@@ -26,13 +27,26 @@ struct consent_state {
 caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std::string user_id,
                              caf::actor registry, std::chrono::milliseconds idle) {
   auto st = std::make_shared<consent_state>();
-  if (auto loaded = ctx->stores.consents->load(user_id))
-    st->records = std::move(*loaded);
-  else
+  if (auto loaded = ctx->stores.consents->load(user_id)) {
+    st->records = std::move(loaded->records);
+    st->revision = loaded->revision;
+  } else {
     st->load_failed = true;
+  }
+  // Writes are fenced by the revision (see the session entity): a refused write means another
+  // node changed this user's consents since this entity loaded them, so it stops after
+  // answering 503 and the next message loads the current records.
+  auto write = [self, ctx, st, user_id](const persistence::audit_events& events) {
+    auto saved = ctx->stores.consents->save(user_id, {st->records, st->revision + 1}, events);
+    if (saved)
+      ++st->revision;
+    else if (saved.error() == errc::conflict)
+      self->quit();
+    return static_cast<bool>(saved);
+  };
   // Expiry is noticed lazily, on the next message for the user: one consent.expired event per
   // record, written before anything else is answered.
-  auto report_expired = [ctx, st, user_id] {
+  auto report_expired = [ctx, st, user_id, write] {
     auto now = unix_now();
     persistence::audit_events events;
     auto before = st->records;
@@ -43,7 +57,7 @@ caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std:
                                           {{"scope", r.scope}}));
       }
     // A failed write is retried on the next message: the flags go back with the records.
-    if (!events.empty() && !ctx->stores.consents->save(user_id, st->records, events))
+    if (!events.empty() && !write(events))
       st->records = std::move(before);
   };
   auto unavailable = [self, st, report_expired]() -> std::optional<caf::error> {
@@ -54,9 +68,9 @@ caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std:
     self->quit();
     return caf::make_error(errc::temporarily_unavailable, "consent store unavailable");
   };
-  auto persist = [ctx, st, user_id](std::vector<consent_record> before,
-                                    const persistence::audit_events& events) {
-    if (ctx->stores.consents->save(user_id, st->records, events))
+  auto persist = [st, write](std::vector<consent_record> before,
+                            const persistence::audit_events& events) {
+    if (write(events))
       return true;
     st->records = std::move(before);
     return false;

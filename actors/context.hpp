@@ -51,6 +51,9 @@ struct node_context {
   /// PostgreSQL); false: appended in place (the in-memory store, where a hop costs more than
   /// the append).
   bool group_commit_audit = false;
+  /// Several nodes may own a session over time (cluster mode): grants are re-checked against
+  /// the store after their audit commit, and replays of unacknowledged rotations recognised.
+  bool cluster = false;
   std::shared_ptr<readiness> health = std::make_shared<readiness>();
   std::shared_ptr<publisher_stats> publisher;  // null unless KAFKA_BROKERS is configured
 };

@@ -1,6 +1,9 @@
 // Session entity: the single writer of one session. Every handler runs to completion before the
 // next message, so rotation, reuse detection and the grace decision cannot race. State is
 // written to the session store before any reply, so an acknowledged change survives a restart.
+// Writes are fenced by the record's revision: if another node changed the session since this
+// entity loaded it (this node was cut off, or ownership moved), the store refuses the write and
+// the entity answers 503 and stops; the next message activates a copy with the current state.
 #include <algorithm>
 #include <functional>
 #include <optional>
@@ -24,7 +27,9 @@ using protocols::token_grant;
 
 struct session_state {
   std::optional<session_record> rec;
+  std::int64_t stored_revision = 0;  // of the record in the store, as this entity last saw it
   bool load_failed = false;
+  bool stale = false;  // a write was refused as stale: answer 503 and stop
   // Successor of the last rotation per family, for grace replays. Memory only: after a restart
   // a replay inside the grace period is refused (invalid_grant) without revoking the family.
   std::unordered_map<std::string, token_grant> successors;
@@ -39,6 +44,48 @@ class session_logic {
     : self_(self), ctx_(std::move(ctx)), st_(st), writer_(std::move(writer)) {}
 
   bool alive(std::int64_t now) const { return st_.rec && st_.rec->expires_at > now; }
+
+  /// Stores the record as the next revision (see the fencing note at the top).
+  status write() {
+    st_.rec->revision = st_.stored_revision + 1;
+    auto st = ctx_->stores.sessions->save(*st_.rec);
+    if (st)
+      st_.stored_revision = st_.rec->revision;
+    else
+      on_refused(st);
+    return st;
+  }
+
+  status remove() {
+    st_.rec->revision = st_.stored_revision;
+    auto st = ctx_->stores.sessions->erase(*st_.rec);
+    if (st)
+      st_.stored_revision = 0;
+    else
+      on_refused(st);
+    return st;
+  }
+
+  /// Before answering "unknown token": is the stored session still the revision this entity
+  /// holds? If not (it was rotated on another node while this one was cut off), the entity is
+  /// stale: it answers 503 and stops, and the retry sees the current state.
+  bool fresh() {
+    if (!st_.rec)
+      return true;
+    auto cur = ctx_->stores.sessions->load(st_.rec->id);
+    if (!cur || (*cur && (*cur)->revision == st_.stored_revision))
+      return true;  // unreachable store: answer from what we hold (writes stay fenced)
+    st_.stale = true;
+    self_->quit();
+    return false;
+  }
+
+  void on_refused(const status& st) {
+    if (st.error() != errc::conflict)
+      return;
+    st_.stale = true;
+    self_->quit();
+  }
 
   refresh_family_record* family_by_hash(const std::string& hash) {
     for (auto& f : st_.rec->families)
@@ -154,7 +201,13 @@ class session_logic {
     auto rp = self_->make_response_promise<token_grant>();
     self_->request(writer_, std::chrono::seconds{5}, protocols::audit_append{std::move(events)})
       .await(
-        [rp, g, then](bool) mutable {
+        [this, rp, g, then](bool) mutable {
+          // In a cluster, another node may have taken the session over meanwhile and decided
+          // that this grant was never acknowledged (see take_back): then it must not be.
+          if (ctx_->cluster && !fresh()) {
+            rp.deliver(fail(errc::temporarily_unavailable, "session moved to another node; retry"));
+            return;
+          }
           if (then)
             then();
           rp.deliver(std::move(g));
@@ -170,16 +223,16 @@ class session_logic {
   void undo(const std::optional<session_record>& before) {
     if (before) {
       st_.rec = *before;
-      ctx_->stores.sessions->save(*st_.rec);
+      write();
     } else if (st_.rec) {
-      ctx_->stores.sessions->erase(st_.rec->id);
+      remove();
       st_.rec.reset();
     }
   }
 
   /// Writes the record; on failure restores `before` so memory matches the store.
   bool persist(const session_record& before) {
-    if (ctx_->stores.sessions->save(*st_.rec))
+    if (write())
       return true;
     st_.rec = before;
     return false;
@@ -211,16 +264,18 @@ class session_logic {
     auto& fam = st_.rec->families.back();
     auto g = issue(fam, now);
     fam.current_hash = protocols::sha256_hex(g.refresh_token);
-    if (!ctx_->stores.sessions->save(*st_.rec)) {
+    if (!write()) {
       st_.rec.reset();
       return fail(errc::temporarily_unavailable, "session store unavailable");
     }
     auto who = fields(m.from, m.client_id);
-    return answer_audited({ctx_->audit->make("login.succeeded", who),
-                           ctx_->audit->make("token.issued", who,
-                                             {{"grant_type", "password"}, {"scope", fam.scope},
-                                              {"jti", g.jti}})},
-                          std::nullopt, std::move(g));
+    // The events are built before the call: argument evaluation order is unspecified, and `g`
+    // may be moved from before its jti is read.
+    persistence::audit_events events{
+      ctx_->audit->make("login.succeeded", who),
+      ctx_->audit->make("token.issued", who,
+                        {{"grant_type", "password"}, {"scope", fam.scope}, {"jti", g.jti}})};
+    return answer_audited(std::move(events), std::nullopt, std::move(g));
   }
 
   caf::result<token_grant> add_family(protocols::session_add_family& m) {
@@ -252,10 +307,10 @@ class session_logic {
     st_.rec->last_seen_at = now;
     if (!persist(before))
       return fail(errc::temporarily_unavailable, "session store unavailable");
-    return answer_audited({ctx_->audit->make("token.issued", fields(m.from, m.client_id),
-                                             {{"grant_type", "authorization_code"},
-                                              {"scope", fam.scope}, {"jti", g.jti}})},
-                          std::move(before), std::move(g));
+    persistence::audit_events events{ctx_->audit->make(
+      "token.issued", fields(m.from, m.client_id),
+      {{"grant_type", "authorization_code"}, {"scope", fam.scope}, {"jti", g.jti}})};
+    return answer_audited(std::move(events), std::move(before), std::move(g));
   }
 
   caf::result<token_grant> refresh(protocols::session_refresh& m) {
@@ -263,6 +318,8 @@ class session_logic {
     if (!alive(now))
       return fail(errc::invalid_grant, "refresh token is invalid");
     auto* f = family_by_hash(m.refresh_hash);
+    if ((!f || f->client_id != m.client_id) && !fresh())
+      return fail(errc::temporarily_unavailable, "session was changed on another node; retry");
     if (!f || f->client_id != m.client_id)
       return fail(errc::invalid_grant, "refresh token is invalid");
     if (m.consent_checked)
@@ -278,25 +335,22 @@ class session_logic {
         outcome = refresh_outcome::invalid;
     }
     switch (outcome) {
-      case refresh_outcome::rotate: {
-        auto before = *st_.rec;
-        auto g = issue(*f, now);
-        apply_rotation(*f, protocols::sha256_hex(g.refresh_token), now);
-        st_.rec->last_seen_at = now;
-        if (!persist(before))
-          return fail(errc::temporarily_unavailable, "session store unavailable");
-        auto events = persistence::audit_events{ctx_->audit->make(
-          "token.refreshed", fields(m.from, m.client_id), {{"scope", g.scope}, {"jti", g.jti}})};
-        std::function<void()> remember;
-        if (ctx_->tokens.refresh_grace > 0)
-          remember = [this, family_id = f->family_id, g] { st_.successors[family_id] = g; };
-        return answer_audited(std::move(events), std::move(before), g, std::move(remember));
-      }
+      case refresh_outcome::rotate:
+        return rotate(*f, m, now);
       case refresh_outcome::grace_replay:
         ctx_->audit->record("token.refreshed", fields(m.from, m.client_id),
                             {{"scope", cached->second.scope}, {"grace_replay", true}});
         return cached->second;
       case refresh_outcome::reuse: {
+        if (ctx_->cluster && m.refresh_hash == f->previous_hash && !f->rotation_event_id.empty()) {
+          auto acknowledged = rotation_acknowledged(*f);
+          if (!acknowledged)
+            return fail(errc::temporarily_unavailable, "cannot tell a replay from a retry; retry");
+          if (!*acknowledged) {
+            take_back(*f);
+            return rotate(*f, m, now);
+          }
+        }
         auto family_id = f->family_id;
         ctx_->audit->record("refresh_token.reuse_detected", fields(m.from, m.client_id),
                             {{"family_id_hash", protocols::sha256_hex(family_id).substr(0, 16)}});
@@ -312,13 +366,55 @@ class session_logic {
     return fail(errc::invalid_grant, "refresh token is invalid");
   }
 
+  caf::result<token_grant> rotate(refresh_family_record& f, protocols::session_refresh& m,
+                                  std::int64_t now) {
+    auto before = *st_.rec;
+    auto g = issue(f, now);
+    apply_rotation(f, protocols::sha256_hex(g.refresh_token), now);
+    auto event = ctx_->audit->make("token.refreshed", fields(m.from, m.client_id),
+                                   {{"scope", g.scope}, {"jti", g.jti}});
+    f.rotation_event_id = event.event_id;
+    st_.rec->last_seen_at = now;
+    if (!persist(before))
+      return fail(errc::temporarily_unavailable, "session store unavailable");
+    std::function<void()> remember;
+    if (ctx_->tokens.refresh_grace > 0)
+      remember = [this, family_id = f.family_id, g] { st_.successors[family_id] = g; };
+    return answer_audited({std::move(event)}, std::move(before), g, std::move(remember));
+  }
+
+  /// The previous token of `f` came back. If the last rotation's event was never stored, that
+  /// rotation was never acknowledged (a grant is answered only after its event is stored): its
+  /// owner died or lost the session before answering, and this is the client's retry, not a
+  /// replay. The session is fenced first (a write), so an owner still waiting for that event
+  /// finds the session changed and does not answer (answer_audited). An error when the stores
+  /// cannot tell.
+  result<bool> rotation_acknowledged(const refresh_family_record& f) {
+    if (auto st = write(); !st)
+      return {st.error(), st.description()};
+    return ctx_->stores.audit->contains(f.rotation_event_id);
+  }
+
+  /// Makes the presented (previous) token current again and revokes the access token of the
+  /// rotation nobody received.
+  void take_back(refresh_family_record& f) {
+    if (!f.access_tokens.empty()) {
+      auto& t = f.access_tokens.back();
+      ctx_->stores.revocations->revoke_token(t.jti, t.exp);
+      f.access_tokens.pop_back();
+    }
+    f.current_hash = f.previous_hash;
+    f.previous_hash.clear();
+    f.rotation_event_id.clear();
+  }
+
   void revoke_family(refresh_family_record& f, const protocols::origin& from,
                      const char* reason) {
     revoke_tokens(f);
     st_.successors.erase(f.family_id);
     // Never rolled back: a failed write keeps the family revoked in memory (the access tokens
     // are already in the revocation set); the next successful write persists it.
-    ctx_->stores.sessions->save(*st_.rec);
+    write();
     ctx_->audit->record("token.revoked", fields(from, f.client_id),
                         {{"reason", reason}, {"what", "grant"}});
   }
@@ -328,8 +424,8 @@ class session_logic {
       return false;
     for (auto& f : st_.rec->families)
       revoke_tokens(f);
-    if (!ctx_->stores.sessions->erase(st_.rec->id))
-      ctx_->stores.sessions->save(*st_.rec);  // at least every grant is stored as revoked
+    if (!remove() && !st_.stale)
+      write();  // at least every grant is stored as revoked
     ctx_->audit->record("session.ended", fields(from, st_.rec->families.front().client_id),
                         {{"reason", reason}});
     st_.rec.reset();
@@ -344,7 +440,7 @@ class session_logic {
     if (!f && !m.family_id.empty()) {
       // The grant may still be on its way (a replayed code racing its first exchange).
       st_.rec->revoked_family_ids.push_back(m.family_id);
-      ctx_->stores.sessions->save(*st_.rec);
+      write();
       return true;
     }
     if (!f || f->revoked)
@@ -365,6 +461,8 @@ class session_logic {
     if (!alive(now))
       return info;
     auto* f = family_by_hash(m.refresh_hash);
+    if (!f && !fresh())
+      return info;  // stale: inactive now, the next question reloads
     if (!f || f->revoked || f->current_hash != m.refresh_hash
         || (f->consent_expires_at > 0 && f->consent_expires_at <= now))
       return info;
@@ -393,10 +491,12 @@ caf::behavior session_entity(caf::event_based_actor* self, context_ptr ctx, std:
                              caf::actor registry, std::chrono::milliseconds idle,
                              caf::actor audit_writer) {
   auto st = std::make_shared<session_state>();
-  if (auto loaded = ctx->stores.sessions->load(sid))
+  if (auto loaded = ctx->stores.sessions->load(sid)) {
     st->rec = std::move(*loaded);
-  else
+    st->stored_revision = st->rec ? st->rec->revision : 0;
+  } else {
     st->load_failed = true;
+  }
   auto logic = std::make_shared<session_logic>(self, ctx, *st, std::move(audit_writer));
   auto unavailable = [self, st]() -> std::optional<caf::error> {
     if (!st->load_failed)
@@ -405,31 +505,39 @@ caf::behavior session_entity(caf::event_based_actor* self, context_ptr ctx, std:
     self->quit();
     return caf::make_error(errc::temporarily_unavailable, "session store unavailable");
   };
+  // A write refused as stale overrides the answer: the client retries and the next activation
+  // (here or on the key's owner) works on the current state.
+  auto checked = [st](auto r) {
+    if (st->stale && r.flag == caf::rt_value)
+      return decltype(r){caf::make_error(errc::temporarily_unavailable,
+                                         "session was changed on another node; retry")};
+    return r;
+  };
   return {
     [=](protocols::session_open& m) -> caf::result<token_grant> {
       if (auto e = unavailable())
         return std::move(*e);
-      return logic->open(m);
+      return checked(logic->open(m));
     },
     [=](protocols::session_add_family& m) -> caf::result<token_grant> {
       if (auto e = unavailable())
         return std::move(*e);
-      return logic->add_family(m);
+      return checked(logic->add_family(m));
     },
     [=](protocols::session_refresh& m) -> caf::result<token_grant> {
       if (auto e = unavailable())
         return std::move(*e);
-      return logic->refresh(m);
+      return checked(logic->refresh(m));
     },
     [=](protocols::session_end& m) -> caf::result<bool> {
       if (auto e = unavailable())
         return std::move(*e);
-      return logic->end(m.reason, m.from);
+      return checked(caf::result<bool>{logic->end(m.reason, m.from)});
     },
     [=](protocols::session_revoke_family& m) -> caf::result<bool> {
       if (auto e = unavailable())
         return std::move(*e);
-      return logic->revoke(m);
+      return checked(caf::result<bool>{logic->revoke(m)});
     },
     [=](protocols::session_inspect_refresh& m) -> caf::result<protocols::refresh_info> {
       if (auto e = unavailable())

@@ -190,9 +190,15 @@ int main(int argc, char** argv) {
     if (links.tls && (links.certificate.empty() || links.key.empty() || links.cafile.empty()))
       fail("--cluster needs --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca (or "
            "--cluster-insecure for plain links in development)");
+    if (opt.cluster_insecure
+        && !(links.certificate.empty() && links.key.empty() && links.cafile.empty()))
+      fail("--cluster-insecure and --cluster-tls-* contradict each other: choose one");
     for (auto* f : {&links.certificate, &links.key, &links.cafile})
       if (links.tls && access(f->c_str(), R_OK) != 0)
         fail("cannot read cluster TLS file '" + *f + "'");
+    if (links.tls)
+      if (auto st = credo::cluster::check_tls_files(links); !st)
+        fail(st.description());
   } else if (opt.cluster_insecure || !opt.cluster_tls_cert.empty()) {
     fail("--cluster-insecure and --cluster-tls-* need --cluster HOST:PORT");
   }
@@ -224,6 +230,7 @@ int main(int argc, char** argv) {
   ctx->tokens.session_ttl = opt.session_ttl;
   ctx->stores = backends.stores;
   ctx->group_commit_audit = backends.database != nullptr;
+  ctx->cluster = !opt.cluster.empty();
   if (backends.kafka)
     ctx->publisher = std::make_shared<credo::actors::publisher_stats>();
   ctx->keys = std::make_shared<credo::protocols::key_ring>();
@@ -316,6 +323,9 @@ int main(int argc, char** argv) {
       mc.registries = {entities.sessions, entities.consents};
       mc.own = std::const_pointer_cast<credo::cluster::ownership>(svo.cluster.ownership);
       mc.status = status;
+      mc.ready = [ctx, mirror = backends.revocations] {
+        return ctx->health->bootstrapped.load() && (!mirror || mirror->loaded());
+      };
       mc.on_peer_down = [in_flight](const std::string& node) { in_flight->fail_node(node); };
       if (auto mirror = backends.revocations)
         mc.on_revocations = [mirror](const credo::persistence::revocation_snapshot& s) {

@@ -7,6 +7,8 @@
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
 #include <nlohmann/json.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "protocols/clock.hpp"
 #include "protocols/crypto.hpp"
@@ -226,6 +228,10 @@ void connect(membership_actor* self, const std::string& address) {
       [done](caf::error&) { done(); });
 }
 
+bool is_ready(const membership_state& st) {
+  return !st.cfg.ready || st.cfg.ready();
+}
+
 bool from_peer(membership_actor* self) {
   auto sender = self->current_sender();
   return sender && self->state.by_addr.count(caf::actor_cast<caf::actor_addr>(sender)) > 0;
@@ -259,13 +265,16 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg)
         i = now - i->second > nonce_life_ms ? st.issued.erase(i) : std::next(i);
       for (auto& [name, p] : st.peers)
         send_view(self, p.card.membership);
-      for (auto& seed : st.cfg.seeds)
-        connect(self, seed);
+      if (is_ready(st))
+        for (auto& seed : st.cfg.seeds)
+          connect(self, seed);
       publish_status(self);
       self->delayed_send(self, st.cfg.tick, caf::tick_atom::value);
     },
     [self](cluster_challenge& c) -> caf::result<cluster_challenge_reply> {
       auto& st = self->state;
+      if (!is_ready(st))
+        return caf::make_error(errc::temporarily_unavailable, "node is starting");
       if (c.nonce.empty() || c.nonce.size() > max_nonce)
         return caf::make_error(errc::invalid_request, "bad nonce");
       if (st.issued.size() >= max_issued_nonces)
@@ -301,7 +310,7 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg)
         st.ring_version = v.ring_version;
         publish_ring(self);
       }
-      if (v.addresses.size() <= max_addresses)
+      if (v.addresses.size() <= max_addresses && is_ready(st))
         for (auto& a : v.addresses)
           connect(self, a);
     },
@@ -338,6 +347,26 @@ std::string initiator_proof(const std::string& secret, const std::string& respon
                             const std::string& node, const std::string& incarnation) {
   return protocols::hmac_sha256(secret, "credo-cluster-v1|initiator|" + responder_nonce + "|"
                                           + node + "|" + incarnation);
+}
+
+status check_tls_files(const link_options& o) {
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx{SSL_CTX_new(TLS_method()), SSL_CTX_free};
+  if (!ctx)
+    return {errc::internal_error, "cannot create a TLS context"};
+  SSL_CTX_set_default_passwd_cb(ctx.get(), [](char*, int, int, void*) { return 0; });
+  auto bad = [](const char* what, const std::string& file) -> status {
+    ERR_clear_error();
+    return {errc::invalid_request, std::string{what} + " '" + file + "'"};
+  };
+  if (SSL_CTX_use_certificate_chain_file(ctx.get(), o.certificate.c_str()) != 1)
+    return bad("cannot load the cluster TLS certificate", o.certificate);
+  if (SSL_CTX_use_PrivateKey_file(ctx.get(), o.key.c_str(), SSL_FILETYPE_PEM) != 1)
+    return bad("cannot load the cluster TLS key (PEM, not encrypted)", o.key);
+  if (SSL_CTX_check_private_key(ctx.get()) != 1)
+    return bad("the cluster TLS key does not match the certificate", o.key);
+  if (SSL_CTX_load_verify_locations(ctx.get(), o.cafile.c_str(), nullptr) != 1)
+    return bad("cannot load the cluster TLS CA file", o.cafile);
+  return ok();
 }
 
 void configure_links(caf::actor_system_config& cfg, const link_options& o) {

@@ -69,6 +69,9 @@ struct membership_config {
   std::array<caf::actor, protocols::entity_kind_count> registries;  // this node's
   std::shared_ptr<ownership> own;
   std::shared_ptr<cluster_status> status;
+  /// The node may take keys: until then it neither joins nor admits anyone (a node that has
+  /// not loaded its schema, keys and revocation list would answer wrongly for them).
+  std::function<bool()> ready;
   std::chrono::milliseconds tick{250};   // view exchange with peers and seed retries
   std::chrono::milliseconds connect_timeout{3000};
   /// A peer left or died: fail at once what is in flight to it. Called on the actor's thread.
@@ -90,6 +93,11 @@ struct link_options {
   std::chrono::milliseconds heartbeat{200};
   std::chrono::milliseconds connection_timeout{1000};  // no heartbeat for this long: link down
 };
+
+/// Loads the TLS files as caf::openssl will (it loads them per connection and throws from its
+/// network thread on failure): a certificate and key that parse and match, and a CA file. An
+/// encrypted key is refused (no passphrase prompt). errc::invalid_request with the reason.
+status check_tls_files(const link_options& o);
 
 /// Loads CAF's middleman (and caf::openssl) into `cfg` with heartbeats on. Call before the
 /// actor system is built.

@@ -42,6 +42,11 @@ class memory_audit_store final : public audit_store {
         e.ip.clear();
     return ok();
   }
+  result<bool> contains(const std::string& event_id) override {
+    shared_lock guard{mtx_};
+    return std::any_of(events_.begin(), events_.end(),
+                       [&](auto& e) { return e.event_id == event_id; });
+  }
 
  private:
   std::size_t capacity_;
@@ -169,6 +174,9 @@ class memory_session_store final : public session_store {
   }
   status save(const session_record& session) override {
     lock guard{mtx_};
+    auto cur = sessions_.find(session.id);
+    if ((cur == sessions_.end() ? 0 : cur->second.revision) != session.revision - 1)
+      return {errc::conflict, "session was changed by another owner"};
     sessions_[session.id] = session;
     by_user_[session.user_id].insert(session.id);
     for (auto& f : session.families) {
@@ -180,11 +188,14 @@ class memory_session_store final : public session_store {
     maybe_prune();
     return ok();
   }
-  status erase(const std::string& session_id) override {
+  status erase(const session_record& session) override {
     lock guard{mtx_};
+    auto& session_id = session.id;
     auto i = sessions_.find(session_id);
     if (i == sessions_.end())
       return ok();
+    if (i->second.revision != session.revision)
+      return {errc::conflict, "session was changed by another owner"};
     auto u = by_user_.find(i->second.user_id);
     if (u != by_user_.end()) {
       u->second.erase(session_id);
@@ -245,26 +256,26 @@ class memory_session_store final : public session_store {
 class memory_consent_store final : public consent_store, with_audit {
  public:
   using with_audit::with_audit;
-  result<std::vector<consent_record>> load(const std::string& user_id) override {
+  result<consent_set> load(const std::string& user_id) override {
     shared_lock guard{mtx_};
-    auto i = records_.find(user_id);
-    if (i == records_.end())
-      return std::vector<consent_record>{};
+    auto i = sets_.find(user_id);
+    if (i == sets_.end())
+      return consent_set{};
     return i->second;
   }
-  status save(const std::string& user_id, const std::vector<consent_record>& records,
+  status save(const std::string& user_id, const consent_set& set,
               const audit_events& events) override {
     lock guard{mtx_};
-    if (records.empty())
-      records_.erase(user_id);
-    else
-      records_[user_id] = records;
+    auto& cur = sets_[user_id];  // kept when empty: the revision still fences
+    if (cur.revision != set.revision - 1)
+      return {errc::conflict, "consents were changed by another owner"};
+    cur = set;
     return committed(ok(), events);
   }
 
  private:
   std::shared_mutex mtx_;
-  std::unordered_map<std::string, std::vector<consent_record>> records_;
+  std::unordered_map<std::string, consent_set> sets_;
 };
 
 class memory_revocation_store final : public revocation_store {

@@ -94,6 +94,8 @@ std::set<int> applied_versions(pqxx::work& w) {
 const std::vector<migration>& migrations() {
   static const std::vector<migration> all{
     {1, "users, clients, consents, signing keys, audit events and outbox", v1_sql},
+    {2, "consent revisions (fencing of consent writes)",
+     "CREATE TABLE consent_revisions (user_id text PRIMARY KEY, revision bigint NOT NULL)"},
   };
   return all;
 }

@@ -243,9 +243,9 @@ class pg_consent_store final : public consent_store, pg_store_base {
  public:
   using pg_store_base::pg_store_base;
 
-  result<std::vector<consent_record>> load(const std::string& user_id) override {
-    return pg_->transact([&](pqxx::work& w) -> result<std::vector<consent_record>> {
-      std::vector<consent_record> out;
+  result<consent_set> load(const std::string& user_id) override {
+    return pg_->transact([&](pqxx::work& w) -> result<consent_set> {
+      consent_set out;
       for (const auto& r : w.exec_params(
              "SELECT client_id, scope, granted_at, expires_at, revoked_at, expiry_reported"
              " FROM consents WHERE user_id = $1 ORDER BY position",
@@ -257,21 +257,29 @@ class pg_consent_store final : public consent_store, pg_store_base {
         c.expires_at = r[3].as<std::int64_t>();
         c.revoked_at = r[4].as<std::int64_t>();
         c.expiry_reported = r[5].as<bool>();
-        out.push_back(std::move(c));
+        out.records.push_back(std::move(c));
       }
+      auto rev = w.exec_params("SELECT revision FROM consent_revisions WHERE user_id = $1", user_id);
+      out.revision = rev.empty() ? 0 : rev[0][0].as<std::int64_t>();
       return out;
     });
   }
 
-  status save(const std::string& user_id, const std::vector<consent_record>& records,
+  status save(const std::string& user_id, const consent_set& set,
               const audit_events& events) override {
     return pg_->transact([&](pqxx::work& w) -> status {
-      // Two writers for one user (an actor handing over between nodes) take turns, and the
-      // later one replaces the earlier one's rows instead of colliding with them.
-      w.exec_params("SELECT pg_advisory_xact_lock(hashtext($1))", user_id);
+      // The fence: the row lock of the revision row also makes two writers for one user take
+      // turns; the one whose revision is stale changes nothing.
+      auto fenced = w.exec_params(
+        "INSERT INTO consent_revisions (user_id, revision) VALUES ($1, $2)"
+        " ON CONFLICT (user_id) DO UPDATE SET revision = EXCLUDED.revision"
+        " WHERE consent_revisions.revision = $2 - 1 RETURNING revision",
+        user_id, set.revision);
+      if (fenced.empty() || set.revision < 1)
+        return {errc::conflict, "consents were changed by another owner"};
       w.exec_params("DELETE FROM consents WHERE user_id = $1", user_id);
-      for (std::size_t i = 0; i < records.size(); ++i) {
-        const auto& c = records[i];
+      for (std::size_t i = 0; i < set.records.size(); ++i) {
+        const auto& c = set.records[i];
         w.exec_params(
           "INSERT INTO consents (user_id, position, client_id, scope, granted_at, expires_at,"
           " revoked_at, expiry_reported) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -294,6 +302,12 @@ class pg_audit_store final : public audit_store, pg_store_base {
     return pg_->transact([&](pqxx::work& w) -> status {
       events_.write(w, events);
       return ok();
+    });
+  }
+
+  result<bool> contains(const std::string& event_id) override {
+    return pg_->transact([&](pqxx::work& w) -> result<bool> {
+      return !w.exec_params("SELECT 1 FROM audit_events WHERE event_id = $1", event_id).empty();
     });
   }
 

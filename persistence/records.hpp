@@ -46,6 +46,10 @@ struct refresh_family_record {
   std::int64_t consent_expires_at = 0;  // 0: not consent-gated or no expiry
   bool revoked = false;
   std::vector<issued_access_token> access_tokens;  // live ones only (pruned on write)
+  // The token.refreshed event of the last rotation: stored (committed) iff the rotation was
+  // acknowledged to the client; a node taking over a session reads it to tell a real replay
+  // from a retry of a refresh whose owner died before answering.
+  std::string rotation_event_id;
 };
 
 struct session_record {
@@ -60,6 +64,9 @@ struct session_record {
   // Grants revoked before they were issued (a replayed authorization code racing its first
   // exchange): add_family refuses these ids.
   std::vector<std::string> revoked_family_ids;
+  // Fencing token: the store takes a write only on top of the revision the writer loaded, so
+  // an owner whose state is stale (another node changed the session meanwhile) cannot write.
+  std::int64_t revision = 0;
 };
 
 struct consent_record {

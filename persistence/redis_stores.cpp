@@ -10,20 +10,6 @@ namespace {
 
 using kind = redis_reply::kind;
 
-status check_exec(const result<std::vector<redis_reply>>& r) {
-  if (!r)
-    return {r.error(), r.description()};
-  for (auto& reply : *r)
-    if (reply.type == kind::error)
-      return {errc::internal_error, "redis error: " + reply.str};
-  if (r->back().type != kind::array)
-    return {errc::temporarily_unavailable, "redis transaction aborted"};
-  for (auto& reply : r->back().elements)
-    if (reply.type == kind::error)
-      return {errc::internal_error, "redis error: " + reply.str};
-  return ok();
-}
-
 result<std::optional<session_record>> parse_session(const redis_reply& r) {
   if (r.type == kind::nil)
     return std::optional<session_record>{};
@@ -52,38 +38,31 @@ class redis_session_store final : public session_store {
   }
 
   status save(const session_record& s) override {
-    if (s.expires_at <= unix_now())  // already over: nothing of it may resolve any more
-      return check_exec(redis_->pipeline({{"MULTI"},
-                                          {"DEL", session_key(s.id)},
-                                          {"SREM", p_ + "user_sessions:" + s.user_id, s.id},
-                                          {"EXEC"}}));
+    // Fenced: the revision key holds the stored revision (absent: 0), checked and written in
+    // the same script as the record.
     auto exp = std::to_string(s.expires_at);
-    std::vector<std::vector<std::string>> cmds;
-    cmds.push_back({"MULTI"});
-    cmds.push_back({"SET", session_key(s.id), nlohmann::json(s).dump(), "EXAT", exp});
-    auto user_key = p_ + "user_sessions:" + s.user_id;
-    cmds.push_back({"SADD", user_key, s.id});
-    cmds.push_back({"EXPIREAT", user_key, exp, "NX"});
-    cmds.push_back({"EXPIREAT", user_key, exp, "GT"});
-    for (auto& f : s.families)
-      for (auto* h : {&f.current_hash, &f.previous_hash})
-        if (!h->empty())
-          cmds.push_back({"SET", refresh_key(*h), s.id, "EXAT", exp});
-    cmds.push_back({"EXEC"});
-    return check_exec(redis_->pipeline(cmds));
+    bool over = s.expires_at <= unix_now();  // already over: nothing of it may resolve any more
+    std::vector<std::string> cmd{"EVAL", save_session_lua, "", session_key(s.id),
+                                 revision_key(s.id), p_ + "user_sessions:" + s.user_id};
+    if (!over)
+      for (auto& f : s.families)
+        for (auto* h : {&f.current_hash, &f.previous_hash})
+          if (!h->empty())
+            cmd.push_back(refresh_key(*h));
+    cmd[2] = std::to_string(cmd.size() - 3);
+    cmd.push_back(std::to_string(s.revision - 1));
+    cmd.push_back(std::to_string(s.revision));
+    cmd.push_back(over ? std::string{} : nlohmann::json(s).dump());
+    cmd.push_back(exp);
+    cmd.push_back(s.id);
+    return fenced(redis_->command(cmd));
   }
 
-  status erase(const std::string& id) override {
-    auto current = load(id);
-    if (!current)
-      return {current.error(), current.description()};
-    if (!current->has_value())
-      return ok();
+  status erase(const session_record& s) override {
     // Refresh-index entries stay until they expire (see the in-memory store).
-    return check_exec(redis_->pipeline({{"MULTI"},
-                                        {"DEL", session_key(id)},
-                                        {"SREM", p_ + "user_sessions:" + (*current)->user_id, id},
-                                        {"EXEC"}}));
+    return fenced(redis_->command({"EVAL", erase_session_lua, "3", session_key(s.id),
+                                   revision_key(s.id), p_ + "user_sessions:" + s.user_id,
+                                   std::to_string(s.revision), s.id}));
   }
 
   result<std::optional<std::string>> find_by_refresh_hash(const std::string& hash) override {
@@ -127,6 +106,40 @@ class redis_session_store final : public session_store {
  private:
   std::string session_key(const std::string& id) const { return p_ + "session:" + id; }
   std::string refresh_key(const std::string& h) const { return p_ + "refresh:" + h; }
+  std::string revision_key(const std::string& id) const { return p_ + "session_rev:" + id; }
+
+  static status fenced(const result<redis_reply>& r) {
+    if (!r)
+      return {r.error(), r.description()};
+    if (r->type == kind::error && r->str.rfind("CONFLICT", 0) == 0)
+      return {errc::conflict, "session was changed by another owner"};
+    if (r->type == kind::error)
+      return {errc::internal_error, "redis error: " + r->str};
+    return ok();
+  }
+
+  // KEYS: session, revision, user index, refresh index entries...; ARGV: expected revision,
+  // new revision, document ('' deletes: the session is over), EXAT, session id.
+  static constexpr const char* save_session_lua =
+    "if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[1]) then "
+    "  return redis.error_reply('CONFLICT stale session revision') end "
+    "if ARGV[3] == '' then "
+    "  redis.call('DEL', KEYS[1], KEYS[2]) redis.call('SREM', KEYS[3], ARGV[5]) return 1 end "
+    "redis.call('SET', KEYS[1], ARGV[3], 'EXAT', ARGV[4]) "
+    "redis.call('SET', KEYS[2], ARGV[2], 'EXAT', ARGV[4]) "
+    "redis.call('SADD', KEYS[3], ARGV[5]) "
+    "redis.call('EXPIREAT', KEYS[3], ARGV[4], 'NX') "
+    "redis.call('EXPIREAT', KEYS[3], ARGV[4], 'GT') "
+    "for i = 4, #KEYS do redis.call('SET', KEYS[i], ARGV[5], 'EXAT', ARGV[4]) end "
+    "return 1";
+  // KEYS: session, revision, user index; ARGV: expected revision, session id.
+  static constexpr const char* erase_session_lua =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end "
+    "if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[1]) then "
+    "  return redis.error_reply('CONFLICT stale session revision') end "
+    "redis.call('DEL', KEYS[1], KEYS[2]) redis.call('SREM', KEYS[3], ARGV[2]) "
+    "return 1";
+
   std::shared_ptr<redis_client> redis_;
   std::string p_;
 };

@@ -41,25 +41,37 @@ class client_store {
   virtual result<std::optional<client_record>> find(const std::string& client_id) = 0;
 };
 
-/// Sessions and the refresh-token index. Only the owning session actor writes a session.
+/// Sessions and the refresh-token index. Only the owning session actor writes a session, and
+/// every write is fenced by the record's revision: errc::conflict when the stored revision is
+/// not the one the writer loaded (another owner wrote since), and nothing is written.
 class session_store {
  public:
   virtual ~session_store() = default;
   virtual result<std::optional<session_record>> load(const std::string& session_id) = 0;
   /// Upserts the session, its per-user index entry and the refresh index for every hash in
-  /// its families (hash -> session id, kept until the session expires).
+  /// its families (hash -> session id, kept until the session expires). `session.revision` is
+  /// the new revision; the stored one must be `session.revision - 1` (none stored counts as 0).
   virtual status save(const session_record& session) = 0;
-  virtual status erase(const std::string& session_id) = 0;
+  /// Removes the session if its stored revision is `session.revision` (gone already: ok).
+  virtual status erase(const session_record& session) = 0;
   virtual result<std::optional<std::string>> find_by_refresh_hash(const std::string& hash) = 0;
   virtual result<std::vector<session_record>> list_for_user(const std::string& user_id) = 0;
+};
+
+/// One user's consent records and the revision that fences writes to them.
+struct consent_set {
+  std::vector<consent_record> records;
+  std::int64_t revision = 0;  // 0: never written
 };
 
 class consent_store {
  public:
   virtual ~consent_store() = default;
-  virtual result<std::vector<consent_record>> load(const std::string& user_id) = 0;
-  /// Replaces the user's records. Only the owning consent actor writes.
-  virtual status save(const std::string& user_id, const std::vector<consent_record>& records,
+  virtual result<consent_set> load(const std::string& user_id) = 0;
+  /// Replaces the user's records. Only the owning consent actor writes, fenced like sessions:
+  /// `set.revision` is the new revision and the stored one must be `set.revision - 1`, else
+  /// errc::conflict and nothing (events neither) is written.
+  virtual status save(const std::string& user_id, const consent_set& set,
                       const audit_events& events) = 0;
 };
 
@@ -100,6 +112,8 @@ class audit_store {
   virtual result<std::vector<audit_event>> query(const std::string& subject, std::size_t limit) = 0;
   /// Removes personal data (ip) from the subject's events; the pseudonymous subject id stays.
   virtual status scrub_subject(const std::string& subject) = 0;
+  /// Whether the event with this id was stored (committed).
+  virtual result<bool> contains(const std::string& event_id) = 0;
 };
 
 /// One unpublished audit event and the Kafka topic it goes to.

@@ -30,6 +30,7 @@ class counting_audit_store final : public audit_store {
     return std::vector<audit_event>{};
   }
   status scrub_subject(const std::string&) override { return ok(); }
+  result<bool> contains(const std::string&) override { return false; }
 
   std::mutex mtx;
   int calls = 0;

@@ -170,7 +170,7 @@ TEST_F(pg_stores_test, outbox_rows_travel_with_their_change) {
   ASSERT_TRUE(s.users->create(user("u1", "a@x.io"), {event("e1", "user.registered", "u1")}));
   EXPECT_EQ(outbox_topics("e1"), std::vector<std::string>{"credo.audit.events"});
 
-  ASSERT_TRUE(s.consents->save("u1", {{"app", "read", 1, 0, 0}},
+  ASSERT_TRUE(s.consents->save("u1", {{{"app", "read", 1, 0, 0}}, 1},
                                {event("e2", "consent.granted", "u1")}));
   EXPECT_EQ(outbox_topics("e2"),
             (std::vector<std::string>{"credo.audit.events", "credo.consent.events"}));
@@ -320,47 +320,70 @@ TEST_F(pg_stores_test, no_outbox_rows_when_the_outbox_is_off) {
 TEST_F(pg_stores_test, consent_save_is_all_or_nothing) {
   std::vector<consent_record> before{{"app", "read", 1, 0, 0, false},
                                      {"app", "write", 2, 99, 0, true}};
-  ASSERT_TRUE(s.consents->save("u1", before, {}));
+  ASSERT_TRUE(s.consents->save("u1", {before, 1}, {}));
   auto loaded = s.consents->load("u1");
-  ASSERT_EQ(loaded->size(), 2u);
-  EXPECT_EQ((*loaded)[1].scope, "write");
-  EXPECT_EQ((*loaded)[1].expires_at, 99);
-  EXPECT_TRUE((*loaded)[1].expiry_reported);
+  ASSERT_EQ(loaded->records.size(), 2u);
+  EXPECT_EQ(loaded->revision, 1);
+  EXPECT_EQ(loaded->records[1].scope, "write");
+  EXPECT_EQ(loaded->records[1].expires_at, 99);
+  EXPECT_TRUE(loaded->records[1].expiry_reported);
 
   // The event cannot be stored (PostgreSQL text holds no NUL): the records stay as they were.
   auto bad = event("e1", "consent.revoked", "u1");
   bad.request_id = std::string{"r\0secret", 8};
-  auto st = s.consents->save("u1", {{"other", "x", 3, 0, 0, false}}, {bad});
+  auto st = s.consents->save("u1", {{{"other", "x", 3, 0, 0, false}}, 2}, {bad});
   EXPECT_EQ(st.error(), errc::internal_error);
   EXPECT_EQ(st.description().find("secret"), std::string::npos);
   loaded = s.consents->load("u1");
-  ASSERT_EQ(loaded->size(), 2u);
-  EXPECT_EQ((*loaded)[0].client_id, "app");
+  ASSERT_EQ(loaded->records.size(), 2u);
+  EXPECT_EQ(loaded->revision, 1);  // the revision did not move either
+  EXPECT_EQ(loaded->records[0].client_id, "app");
 }
 
-TEST_F(pg_stores_test, concurrent_consent_saves_never_mix) {
-  // Each writer saves sets whose records all carry its own granted_at; whatever wins, the user
-  // must end with one writer's set, whole.
+TEST_F(pg_stores_test, concurrent_consent_saves_never_mix_and_each_revision_has_one_writer) {
+  // Writers load, change and save on top of what they loaded, retrying when fenced off. Every
+  // successful save must be a new revision (no lost update), and the user ends with one
+  // writer's set, whole.
   std::vector<std::thread> writers;
-  std::atomic<int> failures{0};
+  std::atomic<int> saved{0};
+  std::atomic<int> errors{0};
   for (int w = 1; w <= 4; ++w)
     writers.emplace_back([&, w] {
       for (int round = 0; round < 10; ++round) {
-        std::vector<consent_record> set;
-        for (int i = 0; i < w + round % 3; ++i)
-          set.push_back({"app", "s" + std::to_string(i), w, 0, 0, false});
-        if (!s.consents->save("u1", set, {}))
-          ++failures;
+        for (int attempt = 0; attempt < 200; ++attempt) {
+          auto cur = s.consents->load("u1");
+          if (!cur) {
+            ++errors;
+            break;
+          }
+          consent_set next{{}, cur->revision + 1};
+          for (int i = 0; i < w + round % 3; ++i)
+            next.records.push_back({"app", "s" + std::to_string(i), w, 0, 0, false});
+          auto st = s.consents->save("u1", next, {});
+          if (st) {
+            ++saved;
+            break;
+          }
+          if (st.error() != errc::conflict) {
+            ++errors;
+            break;
+          }
+        }
       }
     });
   for (auto& t : writers)
     t.join();
-  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(errors, 0);
+  EXPECT_EQ(saved, 40);
   auto loaded = s.consents->load("u1");
-  ASSERT_TRUE(loaded && !loaded->empty());
-  auto writer = loaded->front().granted_at;
-  for (auto& c : *loaded)
+  ASSERT_TRUE(loaded && !loaded->records.empty());
+  EXPECT_EQ(loaded->revision, 40);
+  auto writer = loaded->records.front().granted_at;
+  for (auto& c : loaded->records)
     EXPECT_EQ(c.granted_at, writer);
+  // A writer that loaded an old revision changes nothing.
+  EXPECT_EQ(s.consents->save("u1", {{}, 40}, {}).error(), errc::conflict);
+  EXPECT_FALSE(s.consents->load("u1")->records.empty());
 }
 
 TEST_F(pg_stores_test, clients_round_trip_their_lists) {

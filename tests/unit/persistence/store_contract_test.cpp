@@ -77,12 +77,13 @@ TEST_P(store_contract, sessions_index_every_refresh_hash_and_user) {
   f.current_hash = "h2";
   f.previous_hash = "h1";
   r.families.push_back(f);
+  r.revision = 1;
   ASSERT_TRUE(s.sessions->save(r));
   EXPECT_EQ(**s.sessions->find_by_refresh_hash("h1"), "s1");
   EXPECT_EQ(**s.sessions->find_by_refresh_hash("h2"), "s1");
   EXPECT_FALSE(s.sessions->find_by_refresh_hash("h3")->has_value());
   EXPECT_EQ(s.sessions->list_for_user("u1")->size(), 1u);
-  ASSERT_TRUE(s.sessions->erase("s1"));
+  ASSERT_TRUE(s.sessions->erase(r));
   EXPECT_FALSE(s.sessions->load("s1")->has_value());
   EXPECT_TRUE(s.sessions->list_for_user("u1")->empty());
 }
@@ -95,16 +96,54 @@ TEST_P(store_contract, expired_sessions_do_not_resolve_refresh_hashes) {
   refresh_family_record f;
   f.current_hash = "hx";
   r.families.push_back(f);
+  r.revision = 1;
   ASSERT_TRUE(s.sessions->save(r));
   EXPECT_FALSE(s.sessions->find_by_refresh_hash("hx")->has_value());
 }
 
+// Fencing: two owners that loaded the same revision cannot both write; a stale owner can
+// neither overwrite nor erase what the current one wrote.
+TEST_P(store_contract, session_writes_are_fenced_by_revision) {
+  session_record r;
+  r.id = "fenced";
+  r.user_id = "u1";
+  r.expires_at = unix_now() + 100;
+  r.device = "first";
+  r.revision = 1;
+  ASSERT_TRUE(s.sessions->save(r));
+  EXPECT_EQ(s.sessions->save(r).error(), errc::conflict);  // revision 1 is taken
+  auto current = r, stale = r;
+  current.device = "current owner";
+  current.revision = 2;
+  stale.device = "stale owner";
+  stale.revision = 2;
+  ASSERT_TRUE(s.sessions->save(current));
+  EXPECT_EQ(s.sessions->save(stale).error(), errc::conflict);
+  auto loaded = s.sessions->load("fenced");
+  ASSERT_TRUE(loaded && loaded->has_value());
+  EXPECT_EQ((*loaded)->device, "current owner");
+  EXPECT_EQ((*loaded)->revision, 2);
+  stale.revision = 1;  // what the stale owner last saw
+  EXPECT_EQ(s.sessions->erase(stale).error(), errc::conflict);
+  EXPECT_TRUE(s.sessions->load("fenced")->has_value());
+  ASSERT_TRUE(s.sessions->erase(current));
+  EXPECT_FALSE(s.sessions->load("fenced")->has_value());
+  EXPECT_TRUE(s.sessions->erase(current));  // already gone
+  session_record again = r;  // a session id used afresh starts over at revision 1
+  EXPECT_TRUE(s.sessions->save(again));
+}
+
 TEST_P(store_contract, consents_replace_per_user) {
-  ASSERT_TRUE(s.consents->save("u1", {{"app", "read", 1, 0, 0}}, {}));
-  EXPECT_EQ(s.consents->load("u1")->size(), 1u);
-  ASSERT_TRUE(s.consents->save("u1", {}, {}));
-  EXPECT_TRUE(s.consents->load("u1")->empty());
-  EXPECT_TRUE(s.consents->load("nobody")->empty());
+  ASSERT_TRUE(s.consents->save("u1", {{{"app", "read", 1, 0, 0}}, 1}, {}));
+  EXPECT_EQ(s.consents->load("u1")->records.size(), 1u);
+  EXPECT_EQ(s.consents->save("u1", {{}, 1}, {}).error(), errc::conflict);  // fenced
+  EXPECT_EQ(s.consents->load("u1")->records.size(), 1u);
+  ASSERT_TRUE(s.consents->save("u1", {{}, 2}, {}));
+  EXPECT_TRUE(s.consents->load("u1")->records.empty());
+  EXPECT_EQ(s.consents->load("u1")->revision, 2);  // emptied, still fenced
+  EXPECT_EQ(s.consents->save("u1", {{}, 1}, {}).error(), errc::conflict);
+  EXPECT_TRUE(s.consents->load("nobody")->records.empty());
+  EXPECT_EQ(s.consents->load("nobody")->revision, 0);
 }
 
 TEST_P(store_contract, revocations_and_cutoffs) {
@@ -203,7 +242,9 @@ TEST_P(store_contract, events_commit_with_their_change_only) {
   ASSERT_TRUE(s.clients->create(c, {event("e3", "")}));
   EXPECT_EQ(s.clients->create(c, {event("e4", "")}).error(), errc::conflict);
   EXPECT_EQ(s.users->erase("ghost", {event("e5", "ghost")}).error(), errc::not_found);
-  ASSERT_TRUE(s.consents->save("u1", {{"app", "read", 1, 0, 0}}, {event("e6", "u1"), event("e7", "u1")}));
+  ASSERT_TRUE(s.consents->save("u1", {{{"app", "read", 1, 0, 0}}, 1},
+                               {event("e6", "u1"), event("e7", "u1")}));
+  EXPECT_EQ(s.consents->save("u1", {{}, 1}, {event("e8", "u1")}).error(), errc::conflict);
   auto all = s.audit->query("", 100);
   ASSERT_TRUE(all);
   std::vector<std::string> ids;
