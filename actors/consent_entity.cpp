@@ -157,7 +157,11 @@ caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std:
       (void) m;
       return true;
     },
-    [=](protocols::handoff_atom) { self->quit(); },  // the key moved to another node
+    [=](protocols::handoff_atom) { self->quit(); },
+    [=](protocols::consent_crash&) {  // fault injection: fail after answering
+      self->quit(caf::make_error(errc::internal_error, "injected fault"));
+      return true;
+    },  // the key moved to another node
     caf::after(idle) >> [=] {
       self->request(registry, caf::infinite, protocols::passivate_atom::value, user_id)
         .then([=](bool granted) {

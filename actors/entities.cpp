@@ -49,7 +49,8 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
        registry_options o, registry_placement where) {
       return make_registry<protocols::session_open, protocols::session_add_family,
                            protocols::session_refresh, protocols::session_end,
-                           protocols::session_revoke_family, protocols::session_inspect_refresh>(
+                           protocols::session_revoke_family, protocols::session_inspect_refresh,
+                           protocols::session_crash>(
         self, std::move(f), std::move(stats), o, key_fn{}, std::move(where));
     },
     sessions, h.session_stats, options, registry_placement{own, protocols::entity_kind::session});
@@ -58,7 +59,8 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
        registry_options o, registry_placement where) {
       return make_registry<protocols::consent_grant, protocols::consent_query,
                            protocols::consent_revoke, protocols::consent_check,
-                           protocols::consent_erase>(self, std::move(f), std::move(stats), o,
+                           protocols::consent_erase, protocols::consent_crash>(
+        self, std::move(f), std::move(stats), o,
                                                      key_fn{}, std::move(where));
     },
     consents, h.consent_stats, options, registry_placement{own, protocols::entity_kind::consent});

@@ -544,7 +544,11 @@ caf::behavior session_entity(caf::event_based_actor* self, context_ptr ctx, std:
         return std::move(*e);
       return logic->inspect(m);
     },
-    [=](protocols::handoff_atom) { self->quit(); },  // the key moved to another node
+    [=](protocols::handoff_atom) { self->quit(); },
+    [=](protocols::session_crash&) {  // fault injection: fail after answering
+      self->quit(caf::make_error(errc::internal_error, "injected fault"));
+      return true;
+    },  // the key moved to another node
     caf::after(idle) >> [=] {
       self->request(registry, caf::infinite, protocols::passivate_atom::value, sid)
         .then([=](bool granted) {

@@ -49,6 +49,7 @@ struct options {
   std::string cluster_tls_cert;
   std::string cluster_tls_key;
   std::string cluster_tls_ca;
+  bool enable_fault_injection = false;
 };
 
 [[noreturn]] void fail(const std::string& reason) {
@@ -103,6 +104,9 @@ int main(int argc, char** argv) {
       "CREDO_CLUSTER_TLS_KEY");
   env(app.add_option("--cluster-tls-ca", opt.cluster_tls_ca, "PEM CA that signs every node"),
       "CREDO_CLUSTER_TLS_CA");
+  env(app.add_flag("--enable-fault-injection", opt.enable_fault_injection,
+                   "tests only: POST /admin/faults/crash crashes a chosen entity"),
+      "CREDO_ENABLE_FAULT_INJECTION");
   env(app.add_flag("--cluster-insecure", opt.cluster_insecure,
                    "development only: plain cluster links, without TLS"),
       "CREDO_CLUSTER_INSECURE");
@@ -355,6 +359,7 @@ int main(int argc, char** argv) {
     }
     svo.admin_token = admin_token;
     svo.front_actors = opt.front_actors;
+    svo.fault_injection = opt.enable_fault_injection;
     svc = std::make_shared<credo::http::service>(sys, ctx, entities, svo);
     svc_ptr.store(svc.get(), std::memory_order_release);
     caf::actor publisher;
@@ -366,6 +371,9 @@ int main(int argc, char** argv) {
     }
     credo::app::health_monitor monitor{backends, ctx->health, ctx->publisher, bootstrap};
 
+    if (opt.enable_fault_injection)
+      credo::log::warn("fault injection is enabled: entities can be crashed through the admin API",
+                       nlohmann::json::object());
     if (generated_admin)
       credo::log::info("generated admin token (shown once; set CREDO_ADMIN_TOKEN to choose one)",
                        {{"admin_token", admin_token}});

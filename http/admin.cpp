@@ -143,6 +143,24 @@ void admin_audit(front_self, front_env& env, job_ptr j) {
   j->respond(json_response(200, nlohmann::json{{"events", std::move(arr)}}.dump()));
 }
 
+void admin_fault_crash(front_self self, front_env& env, job_ptr j) {
+  if (!env.options.fault_injection)
+    return j->respond(error_response(404, "not_found", "no such endpoint"));
+  auto body = json_body(j->req);
+  if (!body)
+    return j->respond(input_error(body));
+  auto kind = string_field(*body, "kind", 16);
+  auto key = string_field(*body, "key", 128);
+  if (!kind || !key || !kind->has_value() || !key->has_value() || (*key)->empty())
+    return j->respond(errc_response(errc::invalid_request, "kind and key are required strings"));
+  auto crashed = [j](bool) { j->respond(json_response(200, R"({"crashed":true})")); };
+  if (**kind == "session")
+    return call<bool>(self, env, protocols::session_crash{**key}, j, crashed);
+  if (**kind == "consent")
+    return call<bool>(self, env, protocols::consent_crash{**key}, j, crashed);
+  j->respond(errc_response(errc::invalid_request, "kind must be session or consent"));
+}
+
 response admin_cluster(const front_env& env) {
   if (!env.options.cluster.status) {  // single node
     auto now = rfc3339(unix_now());

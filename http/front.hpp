@@ -200,6 +200,8 @@ void consent_delete(front_self self, front_env& env, job_ptr j);
 void admin_clients_create(front_self self, front_env& env, job_ptr j);
 void admin_keys_rotate(front_self self, front_env& env, job_ptr j);
 void admin_audit(front_self self, front_env& env, job_ptr j);
+/// Fault injection: crashes the entity {"kind": "session"|"consent", "key"} on its owner node.
+void admin_fault_crash(front_self self, front_env& env, job_ptr j);
 
 // -- inline handlers (I/O thread) ----------------------------------------------------------------
 

@@ -39,6 +39,7 @@ enum route : int {
   r_admin_cluster,
   r_admin_actors,
   r_admin_audit,
+  r_admin_crash,
 };
 
 router make_router() {
@@ -71,12 +72,13 @@ router make_router() {
   r.add("GET", "/admin/cluster", r_admin_cluster);
   r.add("GET", "/admin/actors", r_admin_actors);
   r.add("GET", "/admin/audit", r_admin_audit);
+  r.add("POST", "/admin/faults/crash", r_admin_crash);
   return r;
 }
 
 bool is_admin_route(int id) {
   return id == r_admin_clients || id == r_admin_keys || id == r_admin_cluster
-         || id == r_admin_actors || id == r_admin_audit;
+         || id == r_admin_actors || id == r_admin_audit || id == r_admin_crash;
 }
 
 /// A front actor: runs the handler of one routed request; entity replies continue it later.
@@ -107,6 +109,7 @@ caf::behavior front_actor(caf::event_based_actor* self, std::shared_ptr<front_en
           case r_admin_clients: return admin_clients_create(self, e, j);
           case r_admin_keys: return admin_keys_rotate(self, e, j);
           case r_admin_audit: return admin_audit(self, e, j);
+          case r_admin_crash: return admin_fault_crash(self, e, j);
           default: j->respond(errc_response(errc::internal_error, "unrouted request"));
         }
       } catch (const std::exception&) {

@@ -34,6 +34,8 @@ struct service_options {
   std::chrono::milliseconds deadline{std::chrono::seconds{5}};  // per entity request
   std::size_t token_cache_capacity = 100000;
   cluster_handles cluster;
+  /// credod --enable-fault-injection: POST /admin/faults/crash exists (tests only).
+  bool fault_injection = false;
 };
 
 /// Loads the signing keys from the key store into ctx.keys, creating the first key if none

@@ -140,6 +140,15 @@ struct consent_erase {
   origin from;
 };
 
+/// Fault injection (credod --enable-fault-injection only): the entity answers true and then
+/// fails, so that its supervisor restarts it. Reply: bool.
+struct session_crash {
+  std::string session_id;
+};
+struct consent_crash {
+  std::string user_id;
+};
+
 /// To the audit writer: events of one change, written all or none. Reply: bool (true), or an
 /// error when the audit store could not take them.
 struct audit_append {
@@ -183,6 +192,8 @@ CREDO_ROUTE(consent_query, consent, user_id, consent_list)
 CREDO_ROUTE(consent_revoke, consent, user_id, bool)
 CREDO_ROUTE(consent_check, consent, user_id, consent_check_result)
 CREDO_ROUTE(consent_erase, consent, user_id, bool)
+CREDO_ROUTE(session_crash, session, session_id, bool)
+CREDO_ROUTE(consent_crash, consent, user_id, bool)
 #undef CREDO_ROUTE
 
 // -- cluster (between the membership actors of two nodes) -----------------------------------------
@@ -303,6 +314,14 @@ typename Inspector::result_type inspect(Inspector& f, consent_check_result& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session_crash& x) {
+  return f(caf::meta::type_name("session_crash"), x.session_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, consent_crash& x) {
+  return f(caf::meta::type_name("consent_crash"), x.user_id);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, member_card& x) {
   return f(caf::meta::type_name("member_card"), x.node, x.incarnation, x.address, x.membership,
            x.registries);
@@ -371,6 +390,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(credo_types, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(credo_types, (credo::persistence::consent_record))
   CAF_ADD_TYPE_ID(credo_types, (credo::persistence::audit_event))
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::audit_append))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::session_crash))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::consent_crash))
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::member_card))
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_challenge))
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_challenge_reply))
