@@ -342,6 +342,12 @@ class session_logic {
                             {{"scope", cached->second.scope}, {"grace_replay", true}});
         return cached->second;
       case refresh_outcome::reuse: {
+        if (ctx_->cluster && m.refresh_hash == f->previous_hash && m.owner_died) {
+          if (auto st = write(); !st)  // fence off the dead (or cut-off) owner first
+            return fail(errc::temporarily_unavailable, "session store unavailable");
+          take_back(*f);
+          return rotate(*f, m, now);
+        }
         if (ctx_->cluster && m.refresh_hash == f->previous_hash && !f->rotation_event_id.empty()) {
           auto acknowledged = rotation_acknowledged(*f);
           if (!acknowledged)

@@ -30,6 +30,7 @@ struct job {
   std::string opaque_token;  // introspection of a refresh token, found on the I/O thread
   responder respond_fn;
   std::atomic<bool> answered{false};  // a node's death may answer it from another thread
+  std::atomic<int> failovers{0};  // entity requests sent again because their owner died
   void respond(response r);
   protocols::origin origin() const { return {req.request_id, req.remote_ip}; }
 };
@@ -136,8 +137,29 @@ entity_route route_to(const front_env& env, const Msg& msg) {
   return {owner.registry, std::string{owner.node}};
 }
 
+/// Work for a front actor from another thread (the membership actor): runs on the front.
+struct front_task {
+  std::function<void(caf::event_based_actor*)> run;
+};
+
+}  // namespace credo::http
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::http::front_task)  // local only, never crosses nodes
+
+namespace credo::http {
+
+/// Entity requests that may be sent again to the key's new owner when the node they went to
+/// dies before answering: reads, and refreshes (marked owner_died, see session_refresh).
+template <class Msg>
+constexpr bool fails_over = std::is_same_v<Msg, protocols::session_refresh>
+                            || std::is_same_v<Msg, protocols::session_inspect_refresh>
+                            || std::is_same_v<Msg, protocols::consent_query>
+                            || std::is_same_v<Msg, protocols::consent_check>;
+
 /// Sends `msg` to the registry owning its entity, with the service deadline; `on_ok(Reply&)`
-/// on success, an error response otherwise (also at once when the owner node dies).
+/// on success, an error response otherwise. When the owner is another node and it dies before
+/// answering, a request that fails over is sent again (once) to the new owner; any other fails
+/// at once with 503.
 template <class Reply, class Msg, class OnOk>
 void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j, OnOk on_ok) {
   static_assert(std::is_same_v<Reply, typename protocols::route_of<Msg>::reply>);
@@ -147,13 +169,33 @@ void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j
   stats->observe_mailbox(++stats->in_flight);
   auto dest = route_to(env, msg);
   auto& remote = env.options.cluster.in_flight;
+  auto ok = std::make_shared<OnOk>(std::move(on_ok));
+  // Whoever comes first, the owner's answer (1) or its node's death (2), handles the call.
+  auto claim = std::make_shared<std::atomic<int>>(0);
+  auto take = [claim](int who) {
+    int pending = 0;
+    return claim->compare_exchange_strong(pending, who);
+  };
   std::uint64_t id = 0;
-  if (!dest.node.empty() && remote)
-    id = remote->add(dest.node, [weak = std::weak_ptr<job>(j)] {
-      if (auto j = weak.lock())
-        j->respond(errc_response(errc::temporarily_unavailable,
-                                 "the node that owns this entity left the cluster; retry"));
+  if (!dest.node.empty() && remote) {
+    id = remote->add(dest.node, [take, j, msg, ok, &env, front = caf::actor_cast<caf::actor>(self)]() mutable {
+      if (!take(2))
+        return;
+      if constexpr (fails_over<Msg>) {
+        if (j->failovers.fetch_add(1) == 0) {
+          if constexpr (std::is_same_v<Msg, protocols::session_refresh>)
+            msg.owner_died = true;
+          // The same OnOk type again: a new lambda here would instantiate call() without end.
+          caf::anon_send(front, front_task{[j, msg, ok, &env](caf::event_based_actor* self) {
+            call<Reply, Msg, OnOk>(self, env, msg, j, OnOk{*ok});
+          }});
+          return;
+        }
+      }
+      j->respond(errc_response(errc::temporarily_unavailable,
+                               "the node that owns this entity left the cluster; retry"));
     });
+  }
   auto finished = [stats, remote, node = dest.node, id] {
     --stats->in_flight;
     if (id)
@@ -161,14 +203,15 @@ void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j
   };
   self->request(dest.registry, env.options.deadline, std::move(msg))
     .then(
-      [j, finished, on_ok = std::move(on_ok)](Reply& r) mutable {
+      [j, finished, ok, take](Reply& r) mutable {
         finished();
-        if (!j->answered.load())  // not already failed because its node died
-          on_ok(r);
+        if (take(1) && !j->answered.load())
+          (*ok)(r);
       },
-      [j, finished](caf::error& e) {
+      [j, finished, take](caf::error& e) {
         finished();
-        j->respond(actor_error_response(e));
+        if (take(1))
+          j->respond(actor_error_response(e));
       });
 }
 

@@ -137,6 +137,16 @@ response metrics(const front_env& env) {
            "Worst change-to-acknowledged latency in the last published batch.",
            p->last_latency_ms.load());
   }
+  if (auto& c = env.options.cluster.status) {
+    auto view = c->snapshot();
+    single("credo_cluster_members", "gauge", "Live cluster members in this node's view, itself included.",
+           static_cast<std::int64_t>(view.members.size()));
+    single("credo_cluster_ring_version", "gauge", "Ring version of this node's view.",
+           view.ring_version);
+    single("credo_cluster_requests_in_flight", "gauge",
+           "Entity requests sent to other nodes and not answered yet.",
+           static_cast<std::int64_t>(env.options.cluster.in_flight->size()));
+  }
   single("credo_uptime_seconds", "gauge", "Seconds since the node started.",
          unix_now() - env.started_at);
   response r;

@@ -84,6 +84,13 @@ bool is_admin_route(int id) {
 /// A front actor: runs the handler of one routed request; entity replies continue it later.
 caf::behavior front_actor(caf::event_based_actor* self, std::shared_ptr<front_env> env) {
   return {
+    [self](front_task& t) {
+      try {
+        t.run(self);
+      } catch (const std::exception&) {
+        // As for jobs below: a handler bug must not take the front actor down.
+      }
+    },
     [self, env](job_ptr& j) {
       auto id = j->route;
       auto& e = *env;

@@ -67,6 +67,11 @@ struct session_refresh {
   bool consent_checked = false;
   std::int64_t consent_expires_at = 0;
   origin from;
+  // Set by a front that sends the refresh again because the owner it first went to died
+  // before answering: that answer provably never reached the client (it would have come back
+  // through this front), so if the presented token is the previous one, the last rotation is
+  // taken back instead of counting as reuse.
+  bool owner_died = false;
 };
 
 /// Ends the session: every family revoked, every access token revoked. Reply: bool (true if it
@@ -259,7 +264,7 @@ typename Inspector::result_type inspect(Inspector& f, session_add_family& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_refresh& x) {
   return f(caf::meta::type_name("session_refresh"), x.session_id, x.refresh_hash, x.client_id,
-           x.consent_checked, x.consent_expires_at, x.from);
+           x.consent_checked, x.consent_expires_at, x.from, x.owner_died);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_end& x) {

@@ -271,6 +271,10 @@ class ClusterTest(unittest.TestCase):
             status, checks = ready_status(node.api)
             self.assertEqual((status, checks.get("cluster")), (200, "ok"),
                              f"/health/ready of {node.node_id}: {checks}")
+            metrics = node.api.get("/metrics").text
+            self.assertIn("\ncredo_cluster_members 3\n", metrics, f"/metrics of {node.node_id}")
+            self.assertRegex(metrics, r"\ncredo_cluster_ring_version [1-9][0-9]*\n",
+                             f"/metrics of {node.node_id}")
 
     def test_any_endpoint_works_through_any_node(self):
         a, b, c = self.nodes
