@@ -342,7 +342,8 @@ class session_logic {
                             {{"scope", cached->second.scope}, {"grace_replay", true}});
         return cached->second;
       case refresh_outcome::reuse: {
-        if (ctx_->cluster && m.refresh_hash == f->previous_hash && m.owner_died) {
+        if (ctx_->cluster && m.refresh_hash == f->previous_hash && m.owner_died
+            && !m.attempt_id.empty() && f->rotation_attempt == m.attempt_id) {
           if (auto st = write(); !st)  // fence off the dead (or cut-off) owner first
             return fail(errc::temporarily_unavailable, "session store unavailable");
           take_back(*f);
@@ -380,6 +381,7 @@ class session_logic {
     auto event = ctx_->audit->make("token.refreshed", fields(m.from, m.client_id),
                                    {{"scope", g.scope}, {"jti", g.jti}});
     f.rotation_event_id = event.event_id;
+    f.rotation_attempt = m.attempt_id;
     st_.rec->last_seen_at = now;
     if (!persist(before))
       return fail(errc::temporarily_unavailable, "session store unavailable");
@@ -412,6 +414,7 @@ class session_logic {
     f.current_hash = f.previous_hash;
     f.previous_hash.clear();
     f.rotation_event_id.clear();
+    f.rotation_attempt.clear();
   }
 
   void revoke_family(refresh_family_record& f, const protocols::origin& from,

@@ -330,6 +330,7 @@ int main(int argc, char** argv) {
       mc.ready = [ctx, mirror = backends.revocations] {
         return ctx->health->bootstrapped.load() && (!mirror || mirror->loaded());
       };
+      mc.on_settled = [ctx] { ctx->health->cluster = credo::actors::check_state::ok; };
       mc.on_peer_down = [in_flight](const std::string& node) { in_flight->fail_node(node); };
       if (auto mirror = backends.revocations)
         mc.on_revocations = [mirror](const credo::persistence::revocation_snapshot& s) {
@@ -355,7 +356,7 @@ int main(int argc, char** argv) {
         mirror->on_write([m = started->actor](credo::persistence::revocation_snapshot s) {
           credo::cluster::broadcast_revocations(m, std::move(s));
         });
-      ctx->health->cluster = credo::actors::check_state::ok;
+      ctx->health->cluster = credo::actors::check_state::failed;  // until it joined
     }
     svo.admin_token = admin_token;
     svo.front_actors = opt.front_actors;

@@ -43,6 +43,8 @@ struct membership_state {
   std::set<std::string> connecting;                 // addresses with a join under way
   std::map<std::string, std::int64_t> issued;       // responder nonces -> issued at (ms)
   std::int64_t ring_version = 1;
+  int ticks_ready = 0;  // ticks since the node became ready
+  bool settled = false;
   static inline const char* name = "cluster_membership";
 };
 
@@ -118,6 +120,17 @@ void send_view(membership_actor* self, const caf::actor& to) {
   self->send(to, cluster_view{known_addresses(st), st.ring_version});
 }
 
+void settle(membership_actor* self) {
+  auto& st = self->state;
+  if (st.settled)
+    return;
+  st.settled = true;
+  st.cfg.own->set_serving();
+  if (st.cfg.on_settled)
+    st.cfg.on_settled();
+  log::info("cluster joined", {{"members", st.peers.size() + 1}});
+}
+
 void changed(membership_actor* self, bool members_left) {
   ++self->state.ring_version;
   publish_ring(self, members_left);
@@ -149,6 +162,7 @@ void add_member(membership_actor* self, const member_card& card) {
   st.peers[card.node] = peer{card, unix_now_ms()};
   log::info("cluster member joined", {{"member", card.node}, {"address", card.address}});
   changed(self, replaced);
+  settle(self);
 }
 
 void remove_member(membership_actor* self, const caf::actor_addr& who, const caf::error& why) {
@@ -265,9 +279,14 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg)
         i = now - i->second > nonce_life_ms ? st.issued.erase(i) : std::next(i);
       for (auto& [name, p] : st.peers)
         send_view(self, p.card.membership);
-      if (is_ready(st))
+      if (is_ready(st)) {
         for (auto& seed : st.cfg.seeds)
           connect(self, seed);
+        // Alone: no seeds, or every first attempt ended without a member (the first node of
+        // a cluster, or all seeds down).
+        if (++st.ticks_ready > 1 && st.connecting.empty() && st.peers.empty())
+          settle(self);
+      }
       publish_status(self);
       self->delayed_send(self, st.cfg.tick, caf::tick_atom::value);
     },

@@ -80,6 +80,8 @@ struct membership_config {
   std::function<void(const persistence::revocation_snapshot&)> on_revocations;
   /// A peer rotated the signing key: reload the keys from the store (must not block long).
   std::function<void()> on_keys_changed;
+  /// The node joined a member, or tried every seed and found none: it serves from now on.
+  std::function<void()> on_settled;
 };
 
 /// How cluster links are made. TLS is mutual: every node presents a certificate signed by

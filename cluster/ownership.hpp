@@ -55,8 +55,14 @@ class ownership {
 
   bool owns(std::string_view key) const;
 
+  /// False until the node has joined the cluster (or found itself alone): before that its ring
+  /// holds only itself, and serving entities from it would split the cluster's brain.
+  bool serving() const { return serving_.load(std::memory_order_acquire); }
+  void set_serving() { serving_.store(true, std::memory_order_release); }
+
  private:
   std::string self_;
+  std::atomic<bool> serving_{false};
   std::atomic<std::shared_ptr<const ring>> ring_;
 };
 

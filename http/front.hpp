@@ -16,6 +16,7 @@
 #include "actors/entities.hpp"
 #include "http/message.hpp"
 #include "http/service.hpp"
+#include "protocols/crypto.hpp"
 #include "protocols/messages.hpp"
 #include "protocols/result.hpp"
 #include "protocols/scope.hpp"
@@ -166,6 +167,11 @@ void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j
   auto* stats = protocols::route_of<Msg>::kind == protocols::entity_kind::session
                   ? env.entities.session_stats.get()
                   : env.entities.consent_stats.get();
+  if (auto& own = env.options.cluster.ownership; own && !own->serving())
+    return j->respond(errc_response(errc::temporarily_unavailable, "node is joining the cluster"));
+  if constexpr (std::is_same_v<Msg, protocols::session_refresh>)
+    if (msg.attempt_id.empty())
+      msg.attempt_id = protocols::random_token(12);
   stats->observe_mailbox(++stats->in_flight);
   auto dest = route_to(env, msg);
   auto& remote = env.options.cluster.in_flight;

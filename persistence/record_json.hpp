@@ -10,7 +10,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(issued_access_token, jti, exp)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(refresh_family_record, family_id, client_id, scope,
                                                 current_hash, previous_hash, used_fingerprints,
                                                 rotated_at, created_at, consent_expires_at,
-                                                revoked, access_tokens, rotation_event_id)
+                                                revoked, access_tokens, rotation_event_id,
+                                                rotation_attempt)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(session_record, id, user_id, device, ip,
                                                 created_at, last_seen_at, expires_at, families,
                                                 revoked_family_ids, revision)

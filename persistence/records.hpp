@@ -50,6 +50,7 @@ struct refresh_family_record {
   // acknowledged to the client; a node taking over a session reads it to tell a real replay
   // from a retry of a refresh whose owner died before answering.
   std::string rotation_event_id;
+  std::string rotation_attempt;  // attempt id of the refresh request that made that rotation
 };
 
 struct session_record {

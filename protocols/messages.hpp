@@ -72,6 +72,9 @@ struct session_refresh {
   // through this front), so if the presented token is the previous one, the last rotation is
   // taken back instead of counting as reuse.
   bool owner_died = false;
+  // Random per front request (kept when it is sent again): the family records the attempt of
+  // its last rotation, so owner_died takes back only a rotation this very request made.
+  std::string attempt_id = {};
 };
 
 /// Ends the session: every family revoked, every access token revoked. Reply: bool (true if it
@@ -264,7 +267,7 @@ typename Inspector::result_type inspect(Inspector& f, session_add_family& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_refresh& x) {
   return f(caf::meta::type_name("session_refresh"), x.session_id, x.refresh_hash, x.client_id,
-           x.consent_checked, x.consent_expires_at, x.from, x.owner_died);
+           x.consent_checked, x.consent_expires_at, x.from, x.owner_died, x.attempt_id);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_end& x) {
