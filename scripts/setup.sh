@@ -8,7 +8,7 @@ packages=(
   libcaf-dev libboost1.81-dev libssl-dev libpqxx-dev libhiredis-dev librdkafka-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev libargon2-dev
   libspdlog-dev libfmt-dev libcli11-dev prometheus-cpp-dev
-  postgresql-15 redis-server kcat curl wrk python3
+  postgresql-15 redis-server kcat curl wrk python3 openssl
 )
 
 missing=()
