@@ -40,7 +40,7 @@ import traceback
 import urllib.parse
 from typing import Any, Callable
 
-from credo_harness import (FIRST_PARTY_CLIENT, OAuthClient, Response, User, basic_auth,
+from credo_harness import (FIRST_PARTY_CLIENT, to_response, OAuthClient, Response, User, basic_auth,
                            contract_violations, decode_jwt, pkce_pair)
 
 REQUEST_TIMEOUT_S = 4.0
@@ -656,17 +656,8 @@ def _attempt(host: str, port: int, method: str, path: str, body: bytes | None,
             data = raw.read()
         except (OSError, http.client.HTTPException) as exc:
             return None, NO_ANSWER, f"{type(exc).__name__}: {exc}"
-        hdrs: dict[str, str] = {}
-        for name, value in raw.getheaders():
-            k = name.lower()
-            hdrs[k] = f"{hdrs[k]}, {value}" if k in hdrs else value
-        parsed = None
-        if "json" in hdrs.get("content-type", "").lower() and data:
-            try:
-                parsed = json.loads(data)
-            except ValueError:
-                parsed = None
-        resp = Response(raw.status, hdrs, data, parsed)
+        resp = to_response(raw, data)
+        parsed = resp.json
         if raw.status == 503:
             desc = parsed.get("error_description", "") if isinstance(parsed, dict) else ""
             return resp, UNAVAILABLE, str(desc)

@@ -295,12 +295,17 @@ def raw_request(host: str, port: int, method: str, path: str, body: bytes | None
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
         data = resp.read()
-        hdrs: dict[str, str] = {}
-        for name, value in resp.getheaders():
-            key = name.lower()
-            hdrs[key] = f"{hdrs[key]}, {value}" if key in hdrs else value
     finally:
         conn.close()
+    return to_response(resp, data)
+
+
+def to_response(resp: http.client.HTTPResponse, data: bytes) -> Response:
+    """A read http.client response as a Response: repeated headers joined, JSON parsed."""
+    hdrs: dict[str, str] = {}
+    for name, value in resp.getheaders():
+        key = name.lower()
+        hdrs[key] = f"{hdrs[key]}, {value}" if key in hdrs else value
     parsed = None
     if "json" in hdrs.get("content-type", "").lower() and data:
         try:
