@@ -153,8 +153,6 @@ void add_member(membership_actor* self, const member_card& card) {
     self->demonitor(i->second.card.membership);
     st.by_addr.erase(i->second.card.membership.address());
     st.peers.erase(i);
-    if (st.cfg.on_peer_down)
-      st.cfg.on_peer_down(card.node);
     replaced = true;
   }
   self->monitor(card.membership);
@@ -162,6 +160,10 @@ void add_member(membership_actor* self, const member_card& card) {
   st.peers[card.node] = peer{card, unix_now_ms()};
   log::info("cluster member joined", {{"member", card.node}, {"address", card.address}});
   changed(self, replaced);
+  // After the ring changed: a call routed with the old ring after this is failed by its sender
+  // (ownership::is_member), one routed before it here.
+  if (replaced && st.cfg.on_peer_down)
+    st.cfg.on_peer_down(card.node);
   settle(self);
 }
 
@@ -174,9 +176,9 @@ void remove_member(membership_actor* self, const caf::actor_addr& who, const caf
   st.by_addr.erase(i);
   st.peers.erase(name);
   log::warn("cluster member left", {{"member", name}, {"reason", self->system().render(why)}});
-  if (st.cfg.on_peer_down)
-    st.cfg.on_peer_down(name);
   changed(self, true);
+  if (st.cfg.on_peer_down)  // after the ring changed, see add_member
+    st.cfg.on_peer_down(name);
 }
 
 /// Joins the node at `address`: connect (asynchronously, through the middleman actor: a

@@ -74,7 +74,8 @@ struct membership_config {
   std::function<bool()> ready;
   std::chrono::milliseconds tick{250};   // view exchange with peers and seed retries
   std::chrono::milliseconds connect_timeout{3000};
-  /// A peer left or died: fail at once what is in flight to it. Called on the actor's thread.
+  /// A peer left or died: fail at once what is in flight to it. Called on the actor's thread,
+  /// after the ring without the peer is published.
   std::function<void(const std::string& node)> on_peer_down;
   /// A peer revoked tokens or raised cut-offs: apply them to the local revocation set.
   std::function<void(const persistence::revocation_snapshot&)> on_revocations;

@@ -54,4 +54,16 @@ bool ownership::owns(std::string_view key) const {
   return !m || m->node == self_;
 }
 
+bool ownership::is_member(std::string_view node, const caf::actor& registry) const {
+  auto r = current();
+  if (!r)
+    return false;
+  for (auto& m : r->members)
+    if (m.node == node)
+      for (auto& reg : m.registries)
+        if (reg == registry)
+          return true;
+  return false;
+}
+
 }  // namespace credo::cluster

@@ -55,6 +55,10 @@ class ownership {
 
   bool owns(std::string_view key) const;
 
+  /// True while `registry` of `node` is in the current ring: a request sent to it will be
+  /// failed by remote_calls::fail_node if the node goes (the ring changes before that runs).
+  bool is_member(std::string_view node, const caf::actor& registry) const;
+
   /// False until the node has joined the cluster (or found itself alone): before that its ring
   /// holds only itself, and serving entities from it would split the cluster's brain.
   bool serving() const { return serving_.load(std::memory_order_acquire); }

@@ -31,6 +31,24 @@ void remote_calls::fail_node(const std::string& node) {
     fail();
 }
 
+void remote_calls::fail(const std::string& node, std::uint64_t id) {
+  std::function<void()> f;
+  {
+    std::lock_guard guard{mtx_};
+    auto i = calls_.find(node);
+    if (i == calls_.end())
+      return;
+    auto c = i->second.find(id);
+    if (c == i->second.end())
+      return;
+    f = std::move(c->second);
+    i->second.erase(c);
+    if (i->second.empty())
+      calls_.erase(i);
+  }
+  f();
+}
+
 std::size_t remote_calls::size() const {
   std::lock_guard guard{mtx_};
   std::size_t n = 0;

@@ -19,6 +19,8 @@ class remote_calls {
   void done(const std::string& node, std::uint64_t id);
   /// Runs `fail` of every request still in flight to `node`.
   void fail_node(const std::string& node);
+  /// Runs `fail` of the request `id` if it is still in flight.
+  void fail(const std::string& node, std::uint64_t id);
   std::size_t size() const;
 
  private:

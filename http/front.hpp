@@ -202,6 +202,11 @@ void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j
                                "the node that owns this entity left the cluster; retry"));
     });
   }
+  // A ring that changed since route_to: the node may be gone and its calls failed already.
+  if (id && !env.options.cluster.ownership->is_member(dest.node, dest.registry)) {
+    --stats->in_flight;
+    return remote->fail(dest.node, id);
+  }
   auto finished = [stats, remote, node = dest.node, id] {
     --stats->in_flight;
     if (id)

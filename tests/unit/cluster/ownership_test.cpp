@@ -6,6 +6,11 @@
 #include <map>
 #include <random>
 
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
 #include "cluster/ownership.hpp"
 #include "cluster/remote_calls.hpp"
 
@@ -95,6 +100,47 @@ TEST(remote_calls, a_node_going_fails_only_its_calls_and_only_once) {
   EXPECT_EQ(failed_a, 1);  // a1 was answered before
   EXPECT_EQ(failed_b, 0);
   EXPECT_EQ(calls.size(), 1u);
+}
+
+TEST(remote_calls, a_call_can_be_failed_alone_once) {
+  remote_calls calls;
+  int failed = 0;
+  auto a1 = calls.add("a", [&] { ++failed; });
+  calls.add("a", [&] { failed += 10; });
+  calls.fail("a", a1);
+  calls.fail("a", a1);
+  calls.fail("b", a1);
+  EXPECT_EQ(failed, 1);
+  EXPECT_EQ(calls.size(), 1u);
+}
+
+caf::behavior idle(caf::event_based_actor*, int) {
+  return {[](int) {}};
+}
+
+// front.hpp's call() sends to a registry only while its node is in the ring; once the
+// membership actor published a ring without it (or with a new incarnation of it), the call
+// fails at once instead of waiting for a node that is gone.
+TEST(ownership, a_registry_is_a_member_only_while_its_incarnation_is_in_the_ring) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  auto old_reg = sys.spawn(idle, 0);
+  auto new_reg = sys.spawn(idle, 0);
+  ownership own{"a"};
+  EXPECT_FALSE(own.is_member("b", old_reg));
+  auto r = make_ring({"a", "b"});
+  r.members[1].registries[0] = old_reg;
+  own.replace(std::make_shared<ring>(r));
+  EXPECT_TRUE(own.is_member("b", old_reg));
+  EXPECT_FALSE(own.is_member("a", old_reg));
+  EXPECT_FALSE(own.is_member("b", new_reg));
+  r.members[1].registries[0] = new_reg;  // "b" restarted
+  own.replace(std::make_shared<ring>(r));
+  EXPECT_FALSE(own.is_member("b", old_reg));
+  own.replace(std::make_shared<ring>(make_ring({"a"})));  // "b" left
+  EXPECT_FALSE(own.is_member("b", new_reg));
+  caf::anon_send_exit(old_reg, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(new_reg, caf::exit_reason::user_shutdown);
 }
 
 }  // namespace
