@@ -33,6 +33,7 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
   entity_handles h;
   h.session_stats = std::make_shared<supervisor_stats>("session");
   h.consent_stats = std::make_shared<supervisor_stats>("consent");
+  h.rate_limit_stats = std::make_shared<supervisor_stats>("rate_limit");
   auto idle = options.idle_timeout;
   h.audit_writer = spawn_audit_writer(sys, ctx->stores.audit);
   entity_factory sessions = [ctx, idle, writer = h.audit_writer](caf::event_based_actor* reg,
@@ -64,6 +65,22 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
                                                      key_fn{}, std::move(where));
     },
     consents, h.consent_stats, options, registry_placement{own, protocols::entity_kind::consent});
+  // Buckets are many and small: they passivate sooner than sessions, and write behind.
+  entity_factory buckets = [ctx, idle = std::min(idle, std::chrono::milliseconds{std::chrono::seconds{60}})](
+                             caf::event_based_actor* reg, const std::string& key) {
+    return reg->spawn<caf::monitored>(rate_limit_entity, ctx, key,
+                                      caf::actor_cast<caf::actor>(reg), idle,
+                                      std::chrono::milliseconds{100});
+  };
+  h.rate_limits = sys.spawn(
+    [](registry_actor* self, entity_factory f, std::shared_ptr<supervisor_stats> stats,
+       registry_options o, registry_placement where) {
+      return make_registry<protocols::bucket_take, protocols::lockout_begin,
+                           protocols::lockout_end, protocols::rate_limit_crash>(
+        self, std::move(f), std::move(stats), o, key_fn{}, std::move(where));
+    },
+    buckets, h.rate_limit_stats, options,
+    registry_placement{own, protocols::entity_kind::rate_limit});
   auto worker = std::make_shared<int>(0);
   auto factory = [&sys, worker] { return sys.spawn<caf::detached>(hasher, ++*worker); };
   h.hasher = caf::actor_pool::make(sys.dummy_execution_unit(),
@@ -73,7 +90,7 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
 }
 
 void stop_entities(const entity_handles& h) {
-  for (auto& a : {h.sessions, h.consents, h.hasher, h.audit_writer})
+  for (auto& a : {h.sessions, h.consents, h.rate_limits, h.hasher, h.audit_writer})
     if (a)
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
 }

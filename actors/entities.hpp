@@ -14,17 +14,32 @@ namespace credo::actors {
 struct entity_handles {
   caf::actor sessions;  // registry: session_* messages
   caf::actor consents;  // registry: consent_* messages
+  caf::actor rate_limits;  // registry: bucket_take, lockout_begin, lockout_end
   caf::actor hasher;    // pool: (hash_password_atom, pw) -> string; (verify_password_atom, pw, hash) -> bool
   caf::actor audit_writer;  // group commits of the session entities' audit events
   std::shared_ptr<supervisor_stats> session_stats;
   std::shared_ptr<supervisor_stats> consent_stats;
+  std::shared_ptr<supervisor_stats> rate_limit_stats;
   /// The registry of `kind` on this node.
   const caf::actor& registry(protocols::entity_kind kind) const {
-    return kind == protocols::entity_kind::session ? sessions : consents;
+    switch (kind) {
+      case protocols::entity_kind::session: return sessions;
+      case protocols::entity_kind::consent: return consents;
+      case protocols::entity_kind::rate_limit: break;
+    }
+    return rate_limits;
+  }
+  supervisor_stats& stats(protocols::entity_kind kind) const {
+    switch (kind) {
+      case protocols::entity_kind::session: return *session_stats;
+      case protocols::entity_kind::consent: return *consent_stats;
+      case protocols::entity_kind::rate_limit: break;
+    }
+    return *rate_limit_stats;
   }
 };
 
-/// Spawns the session and consent registries, the password hasher pool and the audit writer.
+/// Spawns the session, consent and rate-limit registries, the password hasher pool and the audit writer.
 /// `own` (cluster mode) makes the registries serve only the keys this node owns.
 entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_options options,
                               int hasher_threads,
@@ -42,5 +57,11 @@ caf::behavior session_entity(caf::event_based_actor* self, context_ptr ctx, std:
 /// Consent entity: owns one user's consent records.
 caf::behavior consent_entity(caf::event_based_actor* self, context_ptr ctx, std::string user_id,
                              caf::actor registry, std::chrono::milliseconds idle);
+
+/// Rate-limit entity: owns one token bucket or one account's lockout; buckets are written
+/// to the store `flush_delay` after a change, lockouts before every answer.
+caf::behavior rate_limit_entity(caf::event_based_actor* self, context_ptr ctx, std::string key,
+                                caf::actor registry, std::chrono::milliseconds idle,
+                                std::chrono::milliseconds flush_delay);
 
 }  // namespace credo::actors

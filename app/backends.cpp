@@ -87,6 +87,7 @@ result<backends> open_backends(const backend_config& config) {
     b.redis = std::make_shared<persistence::redis_client>(*options);
     b.stores.sessions = persistence::make_redis_session_store(b.redis);
     b.stores.codes = persistence::make_redis_code_store(b.redis);
+    b.stores.buckets = persistence::make_redis_bucket_store(b.redis);
     b.revocations = std::make_shared<persistence::revocation_mirror>(
       persistence::make_redis_revocation_store(b.redis));
     b.stores.revocations = b.revocations;

@@ -1,6 +1,11 @@
 // credod: one Credo node. Parses the process contract of API.md (flags or CREDO_* variables),
 // builds the stores, the actor system, the entity registries and the HTTP server, then waits
 // for SIGTERM/SIGINT and drains.
+#include <algorithm>
+#include <charconv>
+#include <optional>
+#include <string_view>
+#include <tuple>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -50,7 +55,31 @@ struct options {
   std::string cluster_tls_key;
   std::string cluster_tls_ca;
   bool enable_fault_injection = false;
+  std::vector<std::string> rate_limits;
+  std::string trusted_proxies;
+  std::int64_t lockout_threshold = 5;
+  std::string lockout_window = "15m";
+  std::string lockout_backoff = "1m";
+  std::string lockout_max = "1h";
 };
+
+/// "90", "90s", "15m", "2h" as milliseconds; nullopt unless 1 s to 7 days.
+std::optional<std::int64_t> duration_ms(std::string_view text) {
+  std::int64_t unit = 1000;
+  if (!text.empty() && (text.back() == 's' || text.back() == 'm' || text.back() == 'h')) {
+    unit = text.back() == 's' ? 1000 : text.back() == 'm' ? 60000 : 3600000;
+    text.remove_suffix(1);
+  }
+  std::int64_t n = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || ec != std::errc{} || p != text.data() + text.size() || n < 1
+      || n > 7 * 86400)
+    return std::nullopt;
+  auto ms = n * unit;
+  if (ms > std::int64_t{7} * 86400 * 1000)
+    return std::nullopt;
+  return ms;
+}
 
 [[noreturn]] void fail(const std::string& reason) {
   std::cerr << "credod: " << reason << '\n';
@@ -139,6 +168,25 @@ int main(int argc, char** argv) {
                      "time to finish in-flight requests on SIGTERM")
         ->check(CLI::Range(0, 600000)),
       "CREDO_SHUTDOWN_GRACE_MS");
+  env(app.add_option("--rate-limit", opt.rate_limits,
+                     "rate-limit rule NAME=N/PERIOD or NAME=off (NAME all: every rule); repeatable")
+        ->delimiter(','),
+      "CREDO_RATE_LIMIT");
+  env(app.add_option("--trusted-proxies", opt.trusted_proxies,
+                     "CIDRs of proxies whose X-Forwarded-For names the client"),
+      "CREDO_TRUSTED_PROXIES");
+  env(app.add_option("--lockout-threshold", opt.lockout_threshold,
+                     "failed logins that lock an account (0: no lockout)")
+        ->check(CLI::Range(std::int64_t{0}, std::int64_t{1000})),
+      "CREDO_LOCKOUT_THRESHOLD");
+  env(app.add_option("--lockout-window", opt.lockout_window,
+                     "window in which failed logins count (90, 90s, 15m, 2h)"),
+      "CREDO_LOCKOUT_WINDOW");
+  env(app.add_option("--lockout-backoff", opt.lockout_backoff,
+                     "first lockout's length; each further one doubles it"),
+      "CREDO_LOCKOUT_BACKOFF");
+  env(app.add_option("--lockout-max", opt.lockout_max, "longest lockout"),
+      "CREDO_LOCKOUT_MAX");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -146,6 +194,33 @@ int main(int argc, char** argv) {
       return app.exit(e);
     fail(std::string{e.what()});
   }
+
+  credo::http::rate_limit_config limits;
+  for (auto& spec : opt.rate_limits)
+    if (auto why = limits.apply(spec))
+      fail("--rate-limit '" + spec + "': " + *why);
+  for (std::size_t b = 0, e = 0; b < opt.trusted_proxies.size(); b = e + 1) {
+    e = std::min(opt.trusted_proxies.find(',', b), opt.trusted_proxies.size());
+    auto text = opt.trusted_proxies.substr(b, e - b);
+    auto net = credo::http::cidr::parse(text);
+    if (!net)
+      fail("--trusted-proxies must be CIDRs (10.0.0.0/8,::1), got '" + text + "'");
+    limits.trusted_proxies.push_back(*net);
+  }
+  limits.lockout_enabled = opt.lockout_threshold > 0;
+  limits.lockout.threshold = std::max<std::int64_t>(1, opt.lockout_threshold);
+  for (auto [flag, text, field] :
+       {std::tuple{"--lockout-window", &opt.lockout_window, &limits.lockout.window_ms},
+        std::tuple{"--lockout-backoff", &opt.lockout_backoff, &limits.lockout.base_ms},
+        std::tuple{"--lockout-max", &opt.lockout_max, &limits.lockout.max_ms}}) {
+    auto ms = duration_ms(*text);
+    if (!ms)
+      fail(std::string{flag} + " must be a duration from 1s to 7 days (90, 90s, 15m, 2h), got '"
+           + *text + "'");
+    *field = *ms;
+  }
+  if (limits.lockout.max_ms < limits.lockout.base_ms)
+    fail("--lockout-max must not be shorter than --lockout-backoff");
 
   std::string host;
   std::uint16_t port = 0;
@@ -324,7 +399,7 @@ int main(int argc, char** argv) {
       mc.seeds = seeds;
       mc.secret = opt.cluster_secret;
       mc.tls = links.tls;
-      mc.registries = {entities.sessions, entities.consents};
+      mc.registries = {entities.sessions, entities.consents, entities.rate_limits};
       mc.own = std::const_pointer_cast<credo::cluster::ownership>(svo.cluster.ownership);
       mc.status = status;
       mc.ready = [ctx, mirror = backends.revocations] {
@@ -361,6 +436,7 @@ int main(int argc, char** argv) {
     svo.admin_token = admin_token;
     svo.front_actors = opt.front_actors;
     svo.fault_injection = opt.enable_fault_injection;
+    svo.rate_limits = limits;
     svc = std::make_shared<credo::http::service>(sys, ctx, entities, svo);
     svc_ptr.store(svc.get(), std::memory_order_release);
     caf::actor publisher;

@@ -150,7 +150,7 @@ void admin_fault_crash(front_self self, front_env& env, job_ptr j) {
   if (!body)
     return j->respond(input_error(body));
   auto kind = string_field(*body, "kind", 16);
-  auto key = string_field(*body, "key", 128);
+  auto key = string_field(*body, "key", 256);
   if (!kind || !key || !kind->has_value() || !key->has_value() || (*key)->empty())
     return j->respond(errc_response(errc::invalid_request, "kind and key are required strings"));
   auto crashed = [j](bool) { j->respond(json_response(200, R"({"crashed":true})")); };
@@ -158,7 +158,9 @@ void admin_fault_crash(front_self self, front_env& env, job_ptr j) {
     return call<bool>(self, env, protocols::session_crash{**key}, j, crashed);
   if (**kind == "consent")
     return call<bool>(self, env, protocols::consent_crash{**key}, j, crashed);
-  j->respond(errc_response(errc::invalid_request, "kind must be session or consent"));
+  if (**kind == "rate_limit")
+    return call<bool>(self, env, protocols::rate_limit_crash{**key}, j, crashed);
+  j->respond(errc_response(errc::invalid_request, "kind must be session, consent or rate_limit"));
 }
 
 response admin_cluster(const front_env& env) {
@@ -206,7 +208,8 @@ response admin_actors(const front_env& env) {
     publisher["failures"] = p->failures.load();
     publisher["last_failure"] = last.empty() ? nlohmann::json(nullptr) : nlohmann::json(last);
   }
-  nlohmann::json sup = nlohmann::json::array({kind(*env.entities.session_stats), zero("rate_limit"),
+  nlohmann::json sup = nlohmann::json::array({kind(*env.entities.session_stats),
+                                              kind(*env.entities.rate_limit_stats),
                                               kind(*env.entities.consent_stats), publisher});
   return json_response(200, nlohmann::json{{"node", env.ctx->node_id}, {"supervisors", sup}}.dump());
 }

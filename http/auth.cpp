@@ -6,6 +6,85 @@
 
 namespace credo::http {
 
+namespace {
+
+struct login_attempt {
+  std::optional<persistence::user_record> user;
+  std::string password, client, scope, device;
+  std::string lockout_key, attempt_id;  // empty: lockout off
+};
+
+
+response lockout_response(const front_env& env, const protocols::lockout_answer& a,
+                          std::string_view description) {
+  limit_verdict v;
+  v.allowed = false;
+  v.limit = env.limits.config().lockout.threshold;
+  v.remaining = 0;
+  v.reset_s = (a.retry_ms + 999) / 1000;
+  v.retry_after_s = v.reset_s;
+  return limited_response(v, description);
+}
+
+void open_session(front_self self, front_env& env, job_ptr j,
+                  const std::shared_ptr<login_attempt>& a) {
+  auto sid = protocols::random_token(16);
+  call<protocols::token_grant>(
+    self, env, protocols::session_open{sid, a->user->id, a->client, a->scope, a->device, j->origin()},
+    j, [j](protocols::token_grant& g) {
+      j->respond(token_response({{"access_token", g.access_token},
+                                 {"token_type", "Bearer"},
+                                 {"expires_in", g.expires_in},
+                                 {"refresh_token", g.refresh_token},
+                                 {"session_id", g.session_id},
+                                 {"scope", g.scope}}));
+    });
+}
+
+void login_failed(front_env& env, const job_ptr& j, const login_attempt& a) {
+  env.ctx->audit->record("login.failed",
+                         {a.user ? a.user->id : "", a.client, "", j->req.remote_ip,
+                          j->req.request_id},
+                         {{"reason", a.user ? "wrong_password" : "unknown_user"}});
+  j->respond(errc_response(errc::invalid_credentials, "email or password is not correct"));
+}
+
+/// Checks the password (an unknown email against a dummy hash: the same cost), then ends the
+/// lockout attempt, if any, before answering.
+void check_password(front_self self, front_env& env, job_ptr j,
+                    std::shared_ptr<login_attempt> a) {
+  std::string hash = a->user ? a->user->password_hash : protocols::dummy_password_hash();
+  self->request(env.entities.hasher, std::chrono::seconds{30},
+                protocols::verify_password_atom::value, a->password, hash)
+    .then(
+      [self, &env, j, a](bool ok) {
+        a->password.clear();
+        bool success = ok && a->user;
+        if (a->attempt_id.empty())
+          return success ? open_session(self, env, j, a) : login_failed(env, j, *a);
+        call<protocols::lockout_answer>(
+          self, env,
+          protocols::lockout_end{a->lockout_key, a->attempt_id, success,
+                                 env.limits.config().lockout},
+          j, [self, &env, j, a, success](protocols::lockout_answer& r) {
+            if (success)
+              return open_session(self, env, j, a);
+            if (!r.allowed) {  // this failure locked the account
+              env.limits.count_lockout();
+              env.ctx->audit->record(
+                "login.locked_out",
+                {a->user ? a->user->id : "", a->client, "", j->req.remote_ip, j->req.request_id},
+                {{"locked_seconds", (r.retry_ms + 999) / 1000}, {"lockouts", r.lockouts},
+                 {"known_user", a->user.has_value()}});
+            }
+            login_failed(env, j, *a);
+          });
+      },
+      [j](caf::error& e) { j->respond(actor_error_response(e)); });
+}
+
+}  // namespace
+
 void auth_login(front_self self, front_env& env, job_ptr j) {
   auto body = json_body(j->req);
   if (!body)
@@ -32,37 +111,31 @@ void auth_login(front_self self, front_env& env, job_ptr j) {
         granted.emplace_back(s);
     scope = join_scope(granted);
   }
-  auto found = env.ctx->stores.users->find_by_email(to_lower_ascii(**email));
+  auto email_key = to_lower_ascii(**email);
+  auto found = env.ctx->stores.users->find_by_email(email_key);
   if (!found)
     return j->respond(errc_response(errc::temporarily_unavailable, "user store unavailable"));
-  auto user = *found;
-  // An unknown email is checked against a dummy hash: same cost as a wrong password.
-  std::string hash = user ? user->password_hash : protocols::dummy_password_hash();
-  self->request(env.entities.hasher, std::chrono::seconds{30},
-                protocols::verify_password_atom::value, **password, hash)
-    .then(
-      [self, &env, j, user, client, scope, device = device->value_or("")](bool ok) {
-        if (!ok || !user) {
-          env.ctx->audit->record("login.failed",
-                                 {user ? user->id : "", client, "", j->req.remote_ip,
-                                  j->req.request_id},
-                                 {{"reason", user ? "wrong_password" : "unknown_user"}});
-          return j->respond(
-            errc_response(errc::invalid_credentials, "email or password is not correct"));
-        }
-        auto sid = protocols::random_token(16);
-        call<protocols::token_grant>(
-          self, env, protocols::session_open{sid, user->id, client, scope, device, j->origin()}, j,
-          [j](protocols::token_grant& g) {
-            j->respond(token_response({{"access_token", g.access_token},
-                                       {"token_type", "Bearer"},
-                                       {"expires_in", g.expires_in},
-                                       {"refresh_token", g.refresh_token},
-                                       {"session_id", g.session_id},
-                                       {"scope", g.scope}}));
-          });
-      },
-      [j](caf::error& e) { j->respond(actor_error_response(e)); });
+  auto attempt = std::make_shared<login_attempt>();
+  attempt->user = std::move(*found);
+  attempt->password = std::move(**password);
+  attempt->client = std::move(client);
+  attempt->scope = std::move(scope);
+  attempt->device = device->value_or("");
+  auto& limits = env.limits.config();
+  if (!limits.lockout_enabled)
+    return check_password(self, env, j, attempt);
+  // The lockout belongs to the email, known or not: the answers do not tell which exists.
+  attempt->lockout_key = "lockout:" + protocols::sha256_hex(email_key).substr(0, 32);
+  attempt->attempt_id = protocols::random_token(12);
+  call<protocols::lockout_answer>(
+    self, env, protocols::lockout_begin{attempt->lockout_key, attempt->attempt_id, limits.lockout},
+    j, [self, &env, j, attempt](protocols::lockout_answer& a) {
+      if (!a.allowed) {
+        env.limits.count_denial(lockout_rule);
+        return j->respond(lockout_response(env, a, "too many failed logins; retry later"));
+      }
+      check_password(self, env, j, attempt);
+    });
 }
 
 void auth_logout(front_self self, front_env& env, job_ptr j) {

@@ -10,6 +10,10 @@ namespace credo::http {
 void job::respond(response r) {
   if (answered.exchange(true))
     return;
+  if (limit_report && std::none_of(r.headers.begin(), r.headers.end(),
+                                  [](auto& h) { return h.first == "RateLimit-Limit"; }))
+    for (auto& h : limit_headers(*limit_report))
+      r.headers.push_back(std::move(h));
   respond_fn(std::move(r));
 }
 
@@ -242,6 +246,49 @@ response client_error_response(const result<authenticated_client>& r, const requ
     return resp;
   }
   return errc_response(r.error(), r.description());
+}
+
+}  // namespace credo::http
+
+namespace credo::http {
+namespace {
+
+struct limit_progress {
+  std::size_t next = 0;
+  std::function<void()> then;
+};
+
+void enforce_next(caf::event_based_actor* self, front_env& env, job_ptr j,
+                  std::shared_ptr<limit_progress> p) {
+  if (p->next == j->limit_checks.size()) {
+    j->limit_checks.clear();
+    return p->then();
+  }
+  auto& c = j->limit_checks[p->next];
+  auto rule = env.limits.config().rules[c.rule];
+  call<protocols::bucket_grant>(
+    self, env, protocols::bucket_take{c.key, rule, env.limits.lease_size(c)}, j,
+    [self, &env, j, p](protocols::bucket_grant& g) {
+      auto& c = j->limit_checks[p->next];
+      auto v = env.limits.on_grant(c, g.granted, g.remaining, g.reset_ms, g.retry_ms,
+                                   unix_now_ms());
+      if (!v.allowed) {
+        env.limits.count_denial(c.rule);
+        return j->respond(limited_response(v, "too many requests; retry later"));
+      }
+      j->limit_report = j->limit_report ? tighter(*j->limit_report, v) : v;
+      ++p->next;
+      enforce_next(self, env, j, p);
+    });
+}
+
+}  // namespace
+
+void enforce_limits(caf::event_based_actor* self, front_env& env, job_ptr j,
+                    std::function<void()> then) {
+  auto p = std::make_shared<limit_progress>();
+  p->then = std::move(then);
+  enforce_next(self, env, std::move(j), std::move(p));
 }
 
 }  // namespace credo::http

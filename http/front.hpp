@@ -32,6 +32,8 @@ struct job {
   responder respond_fn;
   std::atomic<bool> answered{false};  // a node's death may answer it from another thread
   std::atomic<int> failovers{0};  // entity requests sent again because their owner died
+  std::vector<limit_check> limit_checks;  // rate limits the front must still ask owners about
+  std::optional<limit_verdict> limit_report;  // sent as RateLimit-* unless the response has its own
   void respond(response r);
   protocols::origin origin() const { return {req.request_id, req.remote_ip}; }
 };
@@ -43,11 +45,12 @@ struct front_env {
   actors::entity_handles entities;
   service_options options;
   protocols::verified_token_cache token_cache;
+  limiter limits;
   std::int64_t started_at = 0;
   std::string discovery_body;  // depends only on the issuer: serialised once at start
   front_env(actors::context_ptr c, actors::entity_handles e, service_options o)
     : ctx(std::move(c)), entities(std::move(e)), options(std::move(o)),
-      token_cache(options.token_cache_capacity) {}
+      token_cache(options.token_cache_capacity), limits(options.rate_limits) {}
 };
 
 using protocols::first_party_client;
@@ -164,9 +167,7 @@ constexpr bool fails_over = std::is_same_v<Msg, protocols::session_refresh>
 template <class Reply, class Msg, class OnOk>
 void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j, OnOk on_ok) {
   static_assert(std::is_same_v<Reply, typename protocols::route_of<Msg>::reply>);
-  auto* stats = protocols::route_of<Msg>::kind == protocols::entity_kind::session
-                  ? env.entities.session_stats.get()
-                  : env.entities.consent_stats.get();
+  auto* stats = &env.entities.stats(protocols::route_of<Msg>::kind);
   if (auto& own = env.options.cluster.ownership; own && !own->serving())
     return j->respond(errc_response(errc::temporarily_unavailable, "node is joining the cluster"));
   if constexpr (std::is_same_v<Msg, protocols::session_refresh>)
@@ -225,6 +226,13 @@ void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j
           j->respond(actor_error_response(e));
       });
 }
+
+// -- rate limits ---------------------------------------------------------------------------------
+
+/// Asks the owners of `j->limit_checks`' buckets (in order), then runs `then` with the
+/// job's limit report updated, or answers 429 at the first denial.
+void enforce_limits(caf::event_based_actor* self, front_env& env, job_ptr j,
+                    std::function<void()> then);
 
 // -- route handlers (front actors) ---------------------------------------------------------------
 

@@ -110,7 +110,8 @@ response metrics(const front_env& env) {
                   metric{"credo_actor_failures_total", "counter", "Entity failures per kind.",
                          &actors::supervisor_stats::failures}}) {
     family(m.name, m.type, m.help);
-    for (auto* s : {env.entities.session_stats.get(), env.entities.consent_stats.get()})
+    for (auto* s : {env.entities.session_stats.get(), env.entities.consent_stats.get(),
+                    env.entities.rate_limit_stats.get()})
       sample(m.name, "kind=\"" + s->kind + "\"", (s->*m.value).load());
   }
   family("credo_backend_up", "gauge",
@@ -147,6 +148,16 @@ response metrics(const front_env& env) {
            "Entity requests sent to other nodes and not answered yet.",
            static_cast<std::int64_t>(env.options.cluster.in_flight->size()));
   }
+  family("credo_rate_limit_denials_total", "counter",
+         "Requests refused with 429 per rule (login.account: a locked or busy account).");
+  for (std::size_t i = 0; i <= rule_count; ++i)
+    sample("credo_rate_limit_denials_total", std::string{"rule=\""} + rule_name(i) + "\"",
+           env.limits.denials(i));
+  single("credo_rate_limit_lockouts_total", "counter",
+         "Accounts locked by failed logins on this node.", env.limits.lockouts());
+  single("credo_rate_limit_owner_calls_total", "counter",
+         "Token requests this node sent to bucket owners (the rest were served from leases).",
+         env.limits.owner_calls());
   single("credo_uptime_seconds", "gauge", "Seconds since the node started.",
          unix_now() - env.started_at);
   response r;

@@ -81,50 +81,106 @@ bool is_admin_route(int id) {
          || id == r_admin_actors || id == r_admin_audit || id == r_admin_crash;
 }
 
-/// A front actor: runs the handler of one routed request; entity replies continue it later.
+/// Runs the handler of one routed request; entity replies continue it later.
+void run_route(caf::event_based_actor* self, front_env& e, const job_ptr& j) {
+  try {
+    switch (j->route) {
+      case r_users: return users_create(self, e, j);
+      case r_me_get: return me_get(self, e, j);
+      case r_me_patch: return me_patch(self, e, j);
+      case r_me_delete: return me_delete(self, e, j);
+      case r_me_export: return me_export(self, e, j);
+      case r_login: return auth_login(self, e, j);
+      case r_authorize: return oauth_authorize(self, e, j);
+      case r_token: return oauth_token(self, e, j);
+      case r_introspect:
+        if (j->opaque_token.empty()) {  // came here only for its rate limits
+          if (auto r = introspect_inline(e, j->req, j->opaque_token))
+            return j->respond(std::move(*r));
+        }
+        return oauth_introspect_refresh(self, e, j, j->opaque_token);
+      case r_revoke: return oauth_revoke(self, e, j);
+      case r_logout: return auth_logout(self, e, j);
+      case r_sessions_list: return sessions_list(self, e, j);
+      case r_sessions_delete: return sessions_delete(self, e, j);
+      case r_consent_grant: return consent_grant(self, e, j);
+      case r_consent_list: return consent_list(self, e, j);
+      case r_consent_delete: return consent_delete(self, e, j);
+      case r_admin_clients: return admin_clients_create(self, e, j);
+      case r_admin_keys: return admin_keys_rotate(self, e, j);
+      case r_admin_audit: return admin_audit(self, e, j);
+      case r_admin_crash: return admin_fault_crash(self, e, j);
+      default: j->respond(errc_response(errc::internal_error, "unrouted request"));
+    }
+  } catch (const std::exception&) {
+    // A handler bug must not take the front actor down with other requests in flight.
+    j->respond(errc_response(errc::internal_error, "internal error"));
+  }
+}
+
+/// A front actor: runs routed requests, after the rate-limit checks the I/O thread could not
+/// answer from its leases.
 caf::behavior front_actor(caf::event_based_actor* self, std::shared_ptr<front_env> env) {
   return {
     [self](front_task& t) {
       try {
         t.run(self);
       } catch (const std::exception&) {
-        // As for jobs below: a handler bug must not take the front actor down.
+        // As for jobs: a handler bug must not take the front actor down.
       }
     },
     [self, env](job_ptr& j) {
-      auto id = j->route;
-      auto& e = *env;
-      try {
-        switch (id) {
-          case r_users: return users_create(self, e, j);
-          case r_me_get: return me_get(self, e, j);
-          case r_me_patch: return me_patch(self, e, j);
-          case r_me_delete: return me_delete(self, e, j);
-          case r_me_export: return me_export(self, e, j);
-          case r_login: return auth_login(self, e, j);
-          case r_authorize: return oauth_authorize(self, e, j);
-          case r_token: return oauth_token(self, e, j);
-          case r_introspect:
-            return oauth_introspect_refresh(self, e, j, j->opaque_token);
-          case r_revoke: return oauth_revoke(self, e, j);
-          case r_logout: return auth_logout(self, e, j);
-          case r_sessions_list: return sessions_list(self, e, j);
-          case r_sessions_delete: return sessions_delete(self, e, j);
-          case r_consent_grant: return consent_grant(self, e, j);
-          case r_consent_list: return consent_list(self, e, j);
-          case r_consent_delete: return consent_delete(self, e, j);
-          case r_admin_clients: return admin_clients_create(self, e, j);
-          case r_admin_keys: return admin_keys_rotate(self, e, j);
-          case r_admin_audit: return admin_audit(self, e, j);
-          case r_admin_crash: return admin_fault_crash(self, e, j);
-          default: j->respond(errc_response(errc::internal_error, "unrouted request"));
-        }
-      } catch (const std::exception&) {
-        // A handler bug must not take the front actor down with other requests in flight.
-        j->respond(errc_response(errc::internal_error, "internal error"));
-      }
+      if (j->limit_checks.empty())
+        return run_route(self, *env, j);
+      enforce_limits(self, *env, j, [self, env, j] { run_route(self, *env, j); });
     },
   };
+}
+
+std::optional<limited_route> limited_route_of(int id) {
+  switch (id) {
+    case r_users: return limited_route::users;
+    case r_login: return limited_route::login;
+    case r_authorize: return limited_route::authorize;
+    case r_token: return limited_route::token;
+    case r_introspect: return limited_route::introspect;
+    default: return std::nullopt;
+  }
+}
+
+/// The rate-limit checks of a request: those a lease or a cached denial answers here (a
+/// denial ends the request with 429), and those that must ask their bucket's owner.
+struct limit_stage {
+  std::vector<limit_check> pending;
+  std::optional<limit_verdict> report;
+  std::optional<response> denied;
+};
+limit_stage check_limits(front_env& env, limited_route route, const request& req) {
+  auto& cfg = env.limits.config();
+  limit_stage out;
+  auto checks = route_checks(cfg, route, req.remote_ip);
+  // Per OAuth client only once the client has authenticated: a stranger naming a client must
+  // not spend its budget (the per-address and global rules still count the stranger).
+  if (route == limited_route::token || route == limited_route::introspect)
+    if (auto form = form_body(req))
+      if (auto client = authenticate_client(env, req, *form))
+        if (auto c = client_check(cfg, route, client->client.client_id))
+          checks.push_back(std::move(*c));
+  auto now = unix_now_ms();
+  for (auto& c : checks) {
+    auto v = env.limits.try_local(c, now);
+    if (!v) {
+      out.pending.push_back(std::move(c));
+      continue;
+    }
+    if (!v->allowed) {
+      env.limits.count_denial(c.rule);
+      out.denied = limited_response(*v, "too many requests; retry later");
+      return out;
+    }
+    out.report = out.report ? tighter(*out.report, *v) : *v;
+  }
+  return out;
 }
 
 }  // namespace
@@ -137,10 +193,13 @@ struct service::impl {
 
   explicit impl(std::shared_ptr<front_env> e) : env(std::move(e)) {}
 
-  void dispatch(request&& req, responder respond, int id, std::string opaque = {}) {
+  void dispatch(request&& req, responder respond, int id, std::string opaque = {},
+                limit_stage limits = {}) {
     auto j = std::make_shared<job>();
     j->route = id;
     j->opaque_token = std::move(opaque);
+    j->limit_checks = std::move(limits.pending);
+    j->limit_report = std::move(limits.report);
     j->req = std::move(req);
     j->respond_fn = std::move(respond);
     auto& front = fronts[next.fetch_add(1, std::memory_order_relaxed) % fronts.size()];
@@ -179,6 +238,9 @@ void service::handle(request&& req, responder respond) {
   if (is_admin_route(m.route_id) && !is_admin(env, req))
     return respond(errc_response(errc::invalid_token, "admin token required"));
   req.path_params = std::move(m.params);
+  auto& trusted = env.options.rate_limits.trusted_proxies;
+  if (!trusted.empty())  // sessions and audit events record the client's address too
+    req.remote_ip = client_address(req, trusted);
   switch (m.route_id) {
     case r_health_live: return respond(health_live());
     case r_health_ready: return respond(health_ready(env));
@@ -195,19 +257,30 @@ void service::handle(request&& req, responder respond) {
     case r_jwks: return respond(jwks(env));
     case r_admin_cluster: return respond(admin_cluster(env));
     case r_admin_actors: return respond(admin_actors(env));
-    case r_introspect: {
-      std::string refresh;
-      if (auto r = introspect_inline(env, req, refresh))
-        return respond(std::move(*r));
-      if (impl_->fronts.empty())
-        return respond(errc_response(errc::temporarily_unavailable, "shutting down"));
-      return impl_->dispatch(std::move(req), std::move(respond), m.route_id, std::move(refresh));
-    }
-    default:
-      if (impl_->fronts.empty())
-        return respond(errc_response(errc::temporarily_unavailable, "shutting down"));
-      return impl_->dispatch(std::move(req), std::move(respond), m.route_id);
+    default: break;
   }
+  limit_stage limits;
+  if (auto route = limited_route_of(m.route_id)) {
+    limits = check_limits(env, *route, req);
+    if (limits.denied)
+      return respond(std::move(*limits.denied));
+  }
+  if (m.route_id == r_introspect && limits.pending.empty()) {
+    std::string refresh;
+    if (auto r = introspect_inline(env, req, refresh)) {
+      if (limits.report)
+        for (auto& h : limit_headers(*limits.report))
+          r->headers.push_back(std::move(h));
+      return respond(std::move(*r));
+    }
+    if (impl_->fronts.empty())
+      return respond(errc_response(errc::temporarily_unavailable, "shutting down"));
+    return impl_->dispatch(std::move(req), std::move(respond), m.route_id, std::move(refresh),
+                           std::move(limits));
+  }
+  if (impl_->fronts.empty())
+    return respond(errc_response(errc::temporarily_unavailable, "shutting down"));
+  impl_->dispatch(std::move(req), std::move(respond), m.route_id, {}, std::move(limits));
 }
 
 }  // namespace credo::http

@@ -14,6 +14,7 @@
 #include "cluster/membership.hpp"
 #include "cluster/remote_calls.hpp"
 #include "http/message.hpp"
+#include "http/rate_limits.hpp"
 #include "protocols/result.hpp"
 
 namespace credo::http {
@@ -36,6 +37,8 @@ struct service_options {
   cluster_handles cluster;
   /// credod --enable-fault-injection: POST /admin/faults/crash exists (tests only).
   bool fault_injection = false;
+  /// Rate limits, lockout and trusted proxies (docs/decisions/0011-rate-limits.md).
+  rate_limit_config rate_limits;
 };
 
 /// Loads the signing keys from the key store into ctx.keys, creating the first key if none

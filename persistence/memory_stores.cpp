@@ -387,6 +387,38 @@ class memory_key_store final : public key_store, with_audit {
   std::vector<protocols::signing_key_record> keys_;
 };
 
+class memory_bucket_store final : public bucket_store {
+ public:
+  result<std::optional<bucket_record>> load(const std::string& key) override {
+    std::lock_guard guard{mtx_};
+    auto i = records_.find(key);
+    if (i == records_.end() || i->second.second <= unix_now_ms())
+      return std::optional<bucket_record>{};
+    return std::optional<bucket_record>{i->second.first};
+  }
+  status save(const std::string& key, const bucket_record& record,
+              std::int64_t expires_at_ms) override {
+    std::lock_guard guard{mtx_};
+    // Expired records go in sweeps, amortised over saves: memory follows live buckets.
+    if (++saves_ % 1024 == 0) {
+      auto now = unix_now_ms();
+      std::erase_if(records_, [now](auto& kv) { return kv.second.second <= now; });
+    }
+    records_[key] = {record, expires_at_ms};
+    return ok();
+  }
+  status erase(const std::string& key) override {
+    std::lock_guard guard{mtx_};
+    records_.erase(key);
+    return ok();
+  }
+
+ private:
+  std::mutex mtx_;
+  std::uint64_t saves_ = 0;
+  std::unordered_map<std::string, std::pair<bucket_record, std::int64_t>> records_;
+};
+
 }  // namespace
 
 std::shared_ptr<revocation_store> make_memory_revocation_store() {
@@ -403,6 +435,7 @@ stores make_memory_stores(std::size_t audit_capacity) {
   s.revocations = std::make_shared<memory_revocation_store>();
   s.codes = std::make_shared<memory_code_store>();
   s.keys = std::make_shared<memory_key_store>(s.audit);
+  s.buckets = std::make_shared<memory_bucket_store>();
   return s;
 }
 

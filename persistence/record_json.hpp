@@ -4,6 +4,13 @@
 
 #include "persistence/records.hpp"
 
+namespace credo::protocols {
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(token_bucket, units, updated_ms)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(lockout_state::attempt, id, expires_ms)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(lockout_state, failures, attempts, level,
+                                                locked_until_ms)
+}  // namespace credo::protocols
+
 namespace credo::persistence {
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(issued_access_token, jti, exp)
@@ -18,5 +25,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(session_record, id, user_id, dev
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(authorization_code_record, code_hash, client_id,
                                                 redirect_uri, scope, code_challenge, user_id,
                                                 session_id, expires_at, consent_expires_at, used)
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(bucket_record, bucket, lockout)
 
 }  // namespace credo::persistence

@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "protocols/rate_limit.hpp"
+
 namespace credo::persistence {
 
 struct user_record {
@@ -115,6 +117,13 @@ struct revocation_snapshot {
   };
   std::vector<std::pair<std::string, std::int64_t>> tokens;  // jti, exp
   std::vector<cutoff_entry> cutoffs;
+};
+
+/// A rate-limit entity's state (actors/rate_limit_entity.cpp): a token bucket, or the lockout
+/// of one account, depending on its key.
+struct bucket_record {
+  protocols::token_bucket bucket;
+  protocols::lockout_state lockout;
 };
 
 }  // namespace credo::persistence

@@ -306,7 +306,58 @@ class redis_code_store final : public code_store {
   std::string p_;
 };
 
+class redis_bucket_store final : public bucket_store {
+ public:
+  redis_bucket_store(std::shared_ptr<redis_client> r, std::string prefix)
+    : redis_(std::move(r)), p_(std::move(prefix)) {}
+
+  result<std::optional<bucket_record>> load(const std::string& key) override {
+    auto r = redis_->command({"GET", p_ + "rl:" + key});
+    if (!r)
+      return {r.error(), r.description()};
+    if (r->type == kind::nil)
+      return std::optional<bucket_record>{};
+    if (r->type != kind::string)
+      return {errc::internal_error, "unexpected redis reply for a bucket"};
+    auto j = nlohmann::json::parse(r->str, nullptr, false);
+    if (j.is_discarded())
+      return {errc::internal_error, "corrupt bucket record"};
+    try {
+      return std::optional<bucket_record>{j.get<bucket_record>()};
+    } catch (const nlohmann::json::exception&) {
+      return {errc::internal_error, "corrupt bucket record"};
+    }
+  }
+
+  status save(const std::string& key, const bucket_record& record,
+              std::int64_t expires_at_ms) override {
+    auto at = std::to_string(std::max<std::int64_t>(expires_at_ms, unix_now_ms() + 1));
+    auto r = redis_->command({"SET", p_ + "rl:" + key, nlohmann::json(record).dump(), "PXAT", at});
+    if (!r)
+      return {r.error(), r.description()};
+    if (r->type == kind::error)
+      return {errc::internal_error, "redis error: " + r->str};
+    return ok();
+  }
+
+  status erase(const std::string& key) override {
+    auto r = redis_->command({"DEL", p_ + "rl:" + key});
+    if (!r)
+      return {r.error(), r.description()};
+    return ok();
+  }
+
+ private:
+  std::shared_ptr<redis_client> redis_;
+  std::string p_;
+};
+
 }  // namespace
+
+std::shared_ptr<bucket_store> make_redis_bucket_store(std::shared_ptr<redis_client> redis,
+                                                      std::string prefix) {
+  return std::make_shared<redis_bucket_store>(std::move(redis), std::move(prefix));
+}
 
 std::shared_ptr<code_store> make_redis_code_store(std::shared_ptr<redis_client> redis,
                                                   std::string prefix) {

@@ -23,4 +23,8 @@ std::shared_ptr<revocation_store> make_redis_revocation_store(std::shared_ptr<re
 std::shared_ptr<code_store> make_redis_code_store(std::shared_ptr<redis_client> redis,
                                                   std::string prefix = "credo:");
 
+/// Rate-limit buckets and lockouts, one JSON value per key, expiring when it stops mattering.
+std::shared_ptr<bucket_store> make_redis_bucket_store(std::shared_ptr<redis_client> redis,
+                                                      std::string prefix = "credo:");
+
 }  // namespace credo::persistence

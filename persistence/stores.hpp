@@ -151,6 +151,17 @@ class key_store {
   virtual status erase(const std::string& kid) = 0;
 };
 
+/// Rate-limit buckets and lockouts (Redis in a cluster: the state outlives its owner node).
+class bucket_store {
+ public:
+  virtual ~bucket_store() = default;
+  virtual result<std::optional<bucket_record>> load(const std::string& key) = 0;
+  /// Replaces the record, which the store may forget after `expires_at_ms` (unix ms).
+  virtual status save(const std::string& key, const bucket_record& record,
+                      std::int64_t expires_at_ms) = 0;
+  virtual status erase(const std::string& key) = 0;
+};
+
 /// Every store a node uses, chosen at start from configuration.
 struct stores {
   std::shared_ptr<user_store> users;
@@ -161,6 +172,7 @@ struct stores {
   std::shared_ptr<code_store> codes;
   std::shared_ptr<audit_store> audit;
   std::shared_ptr<key_store> keys;
+  std::shared_ptr<bucket_store> buckets;
   std::shared_ptr<outbox_store> outbox;  // null unless KAFKA_BROKERS is configured
 };
 

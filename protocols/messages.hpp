@@ -14,6 +14,7 @@
 
 #include "persistence/records.hpp"
 #include "protocols/errc.hpp"
+#include "protocols/rate_limit.hpp"
 
 CAF_ERROR_CODE_ENUM(credo::errc, "credo")
 
@@ -173,11 +174,52 @@ struct consent_check_result {
   std::int64_t expires_at = 0;  // earliest expiry among the checked scopes, 0: none
 };
 
+// -- rate limits (docs/decisions/0011-rate-limits.md) ---------------------------------------------
+
+/// Takes up to `want` tokens from the bucket `key`, whose rule travels with the request (a
+/// bucket needs no configuration of its own). Reply: bucket_grant.
+struct bucket_take {
+  std::string key;
+  bucket_rule rule;
+  std::int64_t want = 1;
+};
+struct bucket_grant {
+  std::int64_t granted = 0;
+  std::int64_t remaining = 0;  // whole tokens left after the grant
+  std::int64_t reset_ms = 0;   // until the bucket is full again
+  std::int64_t retry_ms = 0;   // until one token is back (when nothing was granted)
+};
+
+/// Starts a password check for the account key `key` (a hash of the email). Reply:
+/// lockout_answer; the check may run only if allowed.
+struct lockout_begin {
+  std::string key;
+  std::string attempt_id;
+  lockout_policy policy;
+};
+/// The check `attempt_id` ended. Reply: lockout_answer (not allowed: this failure locked).
+struct lockout_end {
+  std::string key;
+  std::string attempt_id;
+  bool success = false;
+  lockout_policy policy;
+};
+struct lockout_answer {
+  bool allowed = false;
+  std::int64_t retry_ms = 0;
+  std::int64_t remaining = 0;
+  std::int64_t lockouts = 0;  // the account's lockout level after this (for the audit event)
+};
+/// Fault injection, as session_crash. Reply: bool.
+struct rate_limit_crash {
+  std::string key;
+};
+
 // -- routing -------------------------------------------------------------------------------------
 
 /// The registries an entity key can belong to; a node's card names one registry per kind.
-enum class entity_kind : std::uint8_t { session = 0, consent = 1 };
-inline constexpr std::size_t entity_kind_count = 2;
+enum class entity_kind : std::uint8_t { session = 0, consent = 1, rate_limit = 2 };
+inline constexpr std::size_t entity_kind_count = 3;
 
 /// The entity key and kind of every entity request, and the type its entity replies with.
 template <class T>
@@ -202,6 +244,10 @@ CREDO_ROUTE(consent_check, consent, user_id, consent_check_result)
 CREDO_ROUTE(consent_erase, consent, user_id, bool)
 CREDO_ROUTE(session_crash, session, session_id, bool)
 CREDO_ROUTE(consent_crash, consent, user_id, bool)
+CREDO_ROUTE(bucket_take, rate_limit, key, bucket_grant)
+CREDO_ROUTE(lockout_begin, rate_limit, key, lockout_answer)
+CREDO_ROUTE(lockout_end, rate_limit, key, lockout_answer)
+CREDO_ROUTE(rate_limit_crash, rate_limit, key, bool)
 #undef CREDO_ROUTE
 
 // -- cluster (between the membership actors of two nodes) -----------------------------------------
@@ -330,6 +376,40 @@ typename Inspector::result_type inspect(Inspector& f, consent_crash& x) {
   return f(caf::meta::type_name("consent_crash"), x.user_id);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, bucket_rule& x) {
+  return f(caf::meta::type_name("bucket_rule"), x.capacity, x.period_ms);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lockout_policy& x) {
+  return f(caf::meta::type_name("lockout_policy"), x.threshold, x.window_ms, x.base_ms, x.max_ms,
+           x.attempt_ttl_ms);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, bucket_take& x) {
+  return f(caf::meta::type_name("bucket_take"), x.key, x.rule, x.want);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, bucket_grant& x) {
+  return f(caf::meta::type_name("bucket_grant"), x.granted, x.remaining, x.reset_ms, x.retry_ms);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lockout_begin& x) {
+  return f(caf::meta::type_name("lockout_begin"), x.key, x.attempt_id, x.policy);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lockout_end& x) {
+  return f(caf::meta::type_name("lockout_end"), x.key, x.attempt_id, x.success, x.policy);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lockout_answer& x) {
+  return f(caf::meta::type_name("lockout_answer"), x.allowed, x.retry_ms, x.remaining,
+           x.lockouts);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rate_limit_crash& x) {
+  return f(caf::meta::type_name("rate_limit_crash"), x.key);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, member_card& x) {
   return f(caf::meta::type_name("member_card"), x.node, x.incarnation, x.address, x.membership,
            x.registries);
@@ -406,6 +486,14 @@ CAF_BEGIN_TYPE_ID_BLOCK(credo_types, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_hello))
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_welcome))
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_view))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::bucket_rule))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::lockout_policy))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::bucket_take))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::bucket_grant))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::lockout_begin))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::lockout_end))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::lockout_answer))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::rate_limit_crash))
   CAF_ADD_TYPE_ID(credo_types, (credo::persistence::revocation_snapshot))
   CAF_ADD_ATOM(credo_types, credo::protocols, passivate_atom, "passivate")
   // An entity request one registry passed to the owner it knows of: served there or refused,
@@ -420,4 +508,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(credo_types, caf::first_custom_type_id)
   CAF_ADD_ATOM(credo_types, credo::protocols, keys_changed_atom, "keyschg")
   CAF_ADD_ATOM(credo_types, credo::protocols, hash_password_atom, "hashpw")
   CAF_ADD_ATOM(credo_types, credo::protocols, verify_password_atom, "verifypw")
+  // Rate-limit entity -> itself: write its bucket behind to the store.
+  CAF_ADD_ATOM(credo_types, credo::protocols, flush_atom, "flush")
 CAF_END_TYPE_ID_BLOCK(credo_types)
