@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
+#include <thread>
 
 #include "persistence/memory_stores.hpp"
 #include "persistence/migrations.hpp"
@@ -266,6 +268,33 @@ TEST_P(store_contract, keys_upsert_and_erase) {
   EXPECT_TRUE(s.keys->load_all()->empty());
 }
 
+TEST_P(store_contract, buckets_round_trip_expire_and_erase) {
+  bucket_record r;
+  r.bucket = {12345, 1'700'000'000'000};
+  r.lockout.failures = {1, 2};
+  r.lockout.attempts.push_back({"a1", 99});
+  r.lockout.level = 2;
+  r.lockout.locked_until_ms = 77;
+  EXPECT_FALSE(s.buckets->load("lockout:x")->has_value());
+  ASSERT_TRUE(s.buckets->save("lockout:x", r, unix_now_ms() + 60'000));
+  auto back = s.buckets->load("lockout:x");
+  ASSERT_TRUE(back && back->has_value());
+  EXPECT_EQ((*back)->bucket.units, 12345);
+  EXPECT_EQ((*back)->bucket.updated_ms, 1'700'000'000'000);
+  EXPECT_EQ((*back)->lockout.failures, (std::vector<std::int64_t>{1, 2}));
+  ASSERT_EQ((*back)->lockout.attempts.size(), 1u);
+  EXPECT_EQ((*back)->lockout.attempts[0].id, "a1");
+  EXPECT_EQ((*back)->lockout.level, 2);
+  EXPECT_EQ((*back)->lockout.locked_until_ms, 77);
+  ASSERT_TRUE(s.buckets->erase("lockout:x"));
+  EXPECT_FALSE(s.buckets->load("lockout:x")->has_value());
+  // A record past its expiry is gone (the store may forget it; neither backend returns it).
+  ASSERT_TRUE(s.buckets->save("login.ip:192.0.2.1", r, unix_now_ms() - 1));
+  for (int i = 0; i < 50 && s.buckets->load("login.ip:192.0.2.1")->has_value(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  EXPECT_FALSE(s.buckets->load("login.ip:192.0.2.1")->has_value());
+}
+
 // The PostgreSQL stores over a fresh schema (random name) on the server of
 // CREDO_TEST_DATABASE_URL, with the outbox on; the stores PostgreSQL does not keep come from
 // memory.
@@ -320,6 +349,7 @@ std::vector<backend> backends() {
                      s.sessions = make_redis_session_store(client, prefix);
                      s.revocations = make_redis_revocation_store(client, prefix);
                      s.codes = make_redis_code_store(client, prefix);
+                     s.buckets = make_redis_bucket_store(client, prefix);
                      return s;
                    }});
   } else if (required && std::string{required} == "1") {
