@@ -219,6 +219,17 @@ std::optional<std::string> rate_limit_config::apply(std::string_view spec) {
   return "unknown rule (rules: " + known + ", all)";
 }
 
+namespace {
+
+/// "login.ip@60/60000": a bucket is per rule and its parameters, so a changed rule starts with
+/// a full bucket instead of reading another rule's state.
+std::string bucket_prefix(std::size_t i, const protocols::bucket_rule& r) {
+  return std::string{rule_defs[i].name} + "@" + std::to_string(r.capacity) + "/"
+         + std::to_string(r.period_ms);
+}
+
+}  // namespace
+
 std::vector<limit_check> route_checks(const rate_limit_config& cfg, limited_route route,
                                       std::string_view client_ip) {
   std::vector<limit_check> out;
@@ -226,12 +237,12 @@ std::vector<limit_check> route_checks(const rate_limit_config& cfg, limited_rout
     auto& d = rule_defs[i];
     if (d.route != route || !cfg.rules[i].valid() || d.scope == limit_scope::client)
       continue;
+    auto key = bucket_prefix(i, cfg.rules[i]);
     if (d.scope == limit_scope::ip) {
       auto ip = parse_ip(client_ip);
-      out.push_back({i, std::string{d.name} + ":" + (ip ? subject_of(*ip) : std::string{client_ip})});
+      key += ":" + (ip ? subject_of(*ip) : std::string{client_ip});
     }
-    else
-      out.push_back({i, d.name});
+    out.push_back({i, std::move(key)});
   }
   return out;
 }
@@ -241,7 +252,7 @@ std::optional<limit_check> client_check(const rate_limit_config& cfg, limited_ro
   for (std::size_t i = 0; i < rule_count; ++i) {
     auto& d = rule_defs[i];
     if (d.route == route && d.scope == limit_scope::client && cfg.rules[i].valid())
-      return limit_check{i, std::string{d.name} + ":" + std::string{client_id}};
+      return limit_check{i, bucket_prefix(i, cfg.rules[i]) + ":" + std::string{client_id}};
   }
   return std::nullopt;
 }

@@ -74,7 +74,7 @@ std::string client_address(const request& req, const std::vector<cidr>& trusted)
 /// The bucket a request takes from for one rule.
 struct limit_check {
   std::size_t rule = 0;
-  std::string key;  // "login.ip:203.0.113.7" (IPv6: the /64)
+  std::string key;  // "login.ip@60/60000:203.0.113.7" (rule@N/period:subject; IPv6: the /64)
 };
 /// The checks of `route` that need only the request (client address and global).
 std::vector<limit_check> route_checks(const rate_limit_config& cfg, limited_route route,

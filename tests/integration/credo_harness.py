@@ -129,7 +129,12 @@ class CredoServer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> "CredoServer":
-        cmd = [credod_path(), "--http", "127.0.0.1:0", *self.extra_flags]
+        # Servers on a shared Redis (the durable pass, clusters) share its rate-limit buckets:
+        # the whole suite's requests from 127.0.0.1 would count against one address. They get
+        # limits far above any test's load; a test's own --rate-limit flags come later and win.
+        shared = bool(self.extra_env.get("REDIS_URL", "redis" if DURABLE else ""))
+        cmd = [credod_path(), "--http", "127.0.0.1:0",
+               *(["--rate-limit", "all=1000000/1m"] if shared else []), *self.extra_flags]
         self.proc = subprocess.Popen(
             cmd, env=server_env(self.admin_token, self.extra_env), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -90,16 +90,20 @@ TEST(route_checks, address_rules_key_ipv6_clients_by_their_64_and_skip_rules_tha
   rate_limit_config c;
   auto checks = route_checks(c, limited_route::login, "2001:db8:1:2:3:4:5:6");
   ASSERT_EQ(checks.size(), 2u);
-  EXPECT_EQ(checks[0].key, "login.ip:2001:db8:1:2::/64");
-  EXPECT_EQ(checks[1].key, "login.global");
+  EXPECT_EQ(checks[0].key, "login.ip@60/60000:2001:db8:1:2::/64");
+  EXPECT_EQ(checks[1].key, "login.global@30000/60000");
   EXPECT_EQ(route_checks(c, limited_route::login, "2001:db8:1:2:ffff::1")[0].key,
             checks[0].key);
-  EXPECT_EQ(route_checks(c, limited_route::users, "192.0.2.1")[0].key, "users.ip:192.0.2.1");
+  EXPECT_EQ(route_checks(c, limited_route::users, "192.0.2.1")[0].key,
+            "users.ip@100/600000:192.0.2.1");
+  c.apply("users.ip=5/1m");  // another rule, another bucket
+  EXPECT_EQ(route_checks(c, limited_route::users, "192.0.2.1")[0].key,
+            "users.ip@5/60000:192.0.2.1");
   c.apply("login.ip=off");
   EXPECT_EQ(route_checks(c, limited_route::login, "192.0.2.1").size(), 1u);
   EXPECT_TRUE(route_checks(c, limited_route::introspect, "192.0.2.1").size() == 1);
   ASSERT_TRUE(client_check(c, limited_route::token, "app"));
-  EXPECT_EQ(client_check(c, limited_route::token, "app")->key, "token.client:app");
+  EXPECT_EQ(client_check(c, limited_route::token, "app")->key, "token.client@6000/60000:app");
   EXPECT_FALSE(client_check(c, limited_route::login, "app"));
 }
 
