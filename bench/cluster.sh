@@ -61,6 +61,7 @@ start() {  # name seeds -> prints "http cluster"
     --cluster-tls-key "$work/$n.key" --cluster-tls-ca "$work/ca.pem")
   [[ -n "$seeds" ]] && flags+=(--seeds "$seeds")
   build/release/app/credod --http 127.0.0.1:0 --issuer http://credo.bench --node-id "$n" \
+    --rate-limit all=off --lockout-threshold 0 \
     --cluster 127.0.0.1:0 "${flags[@]}" > "$work/$n.log" 2>&1 &
   echo $! > "$work/$n.pid"  # start runs in a subshell: the pid files are how cleanup finds them
   for _ in $(seq 200); do
