@@ -13,7 +13,11 @@ namespace credo::protocols {
 struct bucket_rule {
   std::int64_t capacity = 0;
   std::int64_t period_ms = 0;
-  bool valid() const { return capacity > 0 && period_ms > 0; }
+  /// The bounds keep every product of the arithmetic below 2^63.
+  bool valid() const {
+    return capacity > 0 && capacity <= 1'000'000'000 && period_ms > 0
+           && period_ms <= 24 * 3600 * 1000;
+  }
 };
 
 /// Exact integer arithmetic: one token is `period_ms` units and the bucket refills `capacity`
@@ -43,8 +47,10 @@ struct lockout_policy {
   std::int64_t max_ms = 60 * 60 * 1000;
   std::int64_t attempt_ttl_ms = 30 * 1000;  // an attempt never reported counts as a failure
   bool valid() const {
-    return threshold > 0 && window_ms > 0 && base_ms > 0 && max_ms >= base_ms
-           && attempt_ttl_ms > 0;
+    constexpr std::int64_t week = 7LL * 24 * 3600 * 1000;
+    return threshold > 0 && threshold <= 1000 && window_ms > 0 && window_ms <= week
+           && base_ms > 0 && max_ms >= base_ms && max_ms <= week && attempt_ttl_ms > 0
+           && attempt_ttl_ms <= week;
   }
 };
 
