@@ -177,6 +177,54 @@ def live_sessions(node: Node) -> int:
     return live
 
 
+def live_entities(node: Node, kind: str) -> int:
+    """The "live" count of the supervisor of `kind` ("session", "consent", "rate_limit") in
+    the node's /admin/actors."""
+    live = supervisors(node).get(kind, {}).get("live")
+    if not isinstance(live, int) or isinstance(live, bool):
+        raise AssertionError(f"{kind} supervisor of {node.node_id} has no integer 'live'")
+    return live
+
+
+# --------------------------------------------------------------------------------------------
+# Ownership: which member owns an entity key (a replica of cluster/ownership.cpp, since no
+# endpoint names the owner)
+# --------------------------------------------------------------------------------------------
+
+_MASK64 = (1 << 64) - 1
+
+
+def stable_hash(text: str) -> int:
+    """64-bit FNV-1a of the UTF-8 bytes (cluster::stable_hash)."""
+    h = 0xcbf29ce484222325
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x100000001b3) & _MASK64
+    return h
+
+
+def _mix(a: int, b: int) -> int:
+    """cluster/ownership.cpp's mix(): the member's seed and the key's hash combined, then
+    splitmix64's finaliser, in uint64 arithmetic."""
+    z = a ^ ((b + 0x9e3779b97f4a7c15 + ((a << 6) & _MASK64) + (a >> 2)) & _MASK64)
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & _MASK64
+    return z ^ (z >> 31)
+
+
+def owner_of(node_ids: Iterable[str], key: str) -> str:
+    """The member that owns entity `key` among `node_ids` (rendezvous hashing: the highest
+    mix(stable_hash(node), stable_hash(key)) wins, a tie goes to the smaller node name)."""
+    k = stable_hash(key)
+    best, best_weight = None, 0
+    for node in node_ids:
+        w = _mix(stable_hash(node), k)
+        if best is None or w > best_weight or (w == best_weight and node.encode() < best.encode()):
+            best, best_weight = node, w
+    if best is None:
+        raise ValueError("owner_of: no members")
+    return best
+
+
 # --------------------------------------------------------------------------------------------
 # Requests through several nodes
 # --------------------------------------------------------------------------------------------
