@@ -4,9 +4,13 @@
 // request came in through.
 // - Token buckets are written behind (`flush` after a short delay, and when the entity stops),
 //   so a busy bucket costs one store write per delay, not one per request. An owner killed
-//   between two flushes loses at most one delay's worth of takes.
+//   between two flushes loses at most one delay's worth of takes. A bucket whose store is
+//   unreachable works from memory (starting full): with Redis down, introspection and token
+//   checks keep working (ARCHITECTURE.md, failure behaviour), still exact on their owner.
 // - Lockouts are written through: an attempt is stored before it is allowed and a failure
 //   before it is answered, so a new owner after a kill sees every attempt.
+#include <atomic>
+
 #include <nlohmann/json.hpp>
 
 #include "actors/entities.hpp"
@@ -15,6 +19,10 @@
 
 namespace credo::actors {
 namespace {
+
+// One log line when bucket writes start failing and one when they work again, not one per
+// bucket and flush.
+std::atomic<bool> writes_failing{false};
 
 struct rate_limit_state {
   persistence::bucket_record record;
@@ -55,9 +63,15 @@ caf::behavior rate_limit_entity(caf::event_based_actor* self, context_ptr ctx, s
     if (!st->dirty)
       return;
     st->dirty = false;
-    if (auto s = store(unix_now_ms()); !s)
-      log::warn("rate-limit bucket not written", {{"reason", s.description()}});
+    auto s = store(unix_now_ms());
+    if (!s && !writes_failing.exchange(true))
+      log::warn("rate-limit buckets not written; they work from memory",
+                {{"reason", s.description()}});
+    else if (s && writes_failing.exchange(false))
+      log::info("rate-limit buckets written again", nlohmann::json::object());
   };
+  // Lockouts refuse to work without their store: a lockout that forgets attempts is no lockout
+  // (and logins need Redis for their sessions anyway).
   auto unavailable = [self, st]() -> std::optional<caf::error> {
     if (!st->load_failed)
       return std::nullopt;
@@ -67,8 +81,6 @@ caf::behavior rate_limit_entity(caf::event_based_actor* self, context_ptr ctx, s
   self->attach_functor([flush] { flush(); });
   return {
     [=](protocols::bucket_take& m) -> caf::result<protocols::bucket_grant> {
-      if (auto e = unavailable())
-        return std::move(*e);
       if (!m.rule.valid() || m.want < 1)
         return caf::make_error(errc::invalid_request, "invalid bucket rule");
       auto now = unix_now_ms();
