@@ -3,8 +3,6 @@ revocation propagation lag, failover after kill -9. Standard library and wrk onl
     python3 bench/cluster_bench.py WORKDIR A_HOST:PORT B_HOST:PORT C_HOST:PORT SECONDS C_PID"""
 
 import base64
-import http.client
-import json
 import os
 import re
 import secrets
@@ -14,55 +12,16 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
+
+from benchlib import Client, owner_of, poll
 
 work, nodes, secs, c_pid = sys.argv[1], sys.argv[2:5], sys.argv[5], int(sys.argv[6])
 names = ["a", "b", "c"]
 admin = os.environ["CREDO_ADMIN_TOKEN"]
 
 
-class Client:
-    """One keep-alive connection to one node."""
-
-    def __init__(self, hostport):
-        self.host, port = hostport.rsplit(":", 1)
-        self.port = int(port)
-        self.conn = None
-
-    def call(self, method, path, body=None, headers=None, form=None):
-        hdrs = dict(headers or {})
-        if form is not None:
-            body = urllib.parse.urlencode(form).encode()
-            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
-        elif body is not None:
-            body = json.dumps(body).encode()
-            hdrs["Content-Type"] = "application/json"
-        for attempt in range(2):
-            try:
-                if self.conn is None:
-                    self.conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
-                self.conn.request(method, path, body=body, headers=hdrs)
-                r = self.conn.getresponse()
-                data = r.read()
-                return r.status, (json.loads(data) if data else None)
-            except (OSError, http.client.HTTPException):
-                self.conn = None
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-
 api = [Client(n) for n in nodes]
 bearer_admin = {"Authorization": f"Bearer {admin}"}
-
-
-def poll(fn, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if fn():
-            return
-        time.sleep(0.02)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def members(i):
@@ -78,27 +37,9 @@ def live(i, kind):
     return next(s["live"] for s in body["supervisors"] if s["kind"] == kind)
 
 
-M64 = (1 << 64) - 1
-
-
-def fnv1a(text):
-    h = 0xcbf29ce484222325
-    for b in text.encode():
-        h = ((h ^ b) * 0x100000001b3) & M64
-    return h
-
-
-def mix(a, b):  # cluster/ownership.cpp
-    z = (a ^ ((b + 0x9e3779b97f4a7c15 + (a << 6) + (a >> 2)) & M64)) & M64
-    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
-    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
-    return z ^ (z >> 31)
-
-
 def owner(key):
     """Index of the node owning `key` (rendezvous hashing over a, b, c, as credod computes it)."""
-    k = fnv1a(key)
-    return max(range(3), key=lambda i: (mix(fnv1a(names[i]), k), [-ord(c) for c in names[i]]))
+    return names.index(owner_of(names, key))
 
 
 # -- users and their sessions --------------------------------------------------------------------

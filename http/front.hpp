@@ -278,8 +278,11 @@ response admin_cluster(const front_env& env);
 response admin_actors(const front_env& env);
 /// Answers JWT introspection inline; returns nullopt when the token must go to its session
 /// entity (an opaque refresh token): then `refresh_token` is set.
+/// `authenticated` and `parsed`: the client and the form, when the caller has them already.
 std::optional<response> introspect_inline(front_env& env, const request& req,
-                                          std::string& refresh_token);
+                                          std::string& refresh_token,
+                                          const persistence::client_record* authenticated = nullptr,
+                                          const fields* parsed = nullptr);
 
 /// Key rotation (load_signing_keys, for start-up, is in service.hpp).
 /// Generates and stores a new active key, retires the old one; `by` (if any) is audited as

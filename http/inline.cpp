@@ -167,14 +167,22 @@ response metrics(const front_env& env) {
 }
 
 std::optional<response> introspect_inline(front_env& env, const request& req,
-                                          std::string& refresh_token) {
-  auto form = form_body(req);
-  if (!form)
-    return input_error(form);
-  auto client = authenticate_client(env, req, *form);
-  if (!client)
-    return client_error_response(client, req);
-  if (client->client.is_public())
+                                          std::string& refresh_token,
+                                          const persistence::client_record* authenticated,
+                                          const fields* parsed) {
+  auto own = parsed ? result<fields>{fields{}} : form_body(req);
+  if (!own)
+    return input_error(own);
+  const fields* form = parsed ? parsed : &*own;
+  std::optional<persistence::client_record> checked;
+  if (!authenticated) {
+    auto client = authenticate_client(env, req, *form);
+    if (!client)
+      return client_error_response(client, req);
+    checked = std::move(client->client);
+    authenticated = &*checked;
+  }
+  if (authenticated->is_public())
     return error_response(401, "invalid_client", "introspection needs a confidential client");
   auto token = find(*form, "token");
   if (!token)

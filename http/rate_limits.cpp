@@ -162,9 +162,22 @@ std::string client_address(const request& req, const std::vector<cidr>& trusted)
 
 // -- configuration -------------------------------------------------------------------------------
 
+namespace {
+
+/// "login.ip@60/60000": a bucket is per rule and its parameters, so a changed rule starts with
+/// a full bucket instead of reading another rule's state.
+std::string bucket_prefix(std::size_t i, const protocols::bucket_rule& r) {
+  return std::string{rule_defs[i].name} + "@" + std::to_string(r.capacity) + "/"
+         + std::to_string(r.period_ms);
+}
+
+}  // namespace
+
 rate_limit_config::rate_limit_config() {
-  for (std::size_t i = 0; i < rule_count; ++i)
+  for (std::size_t i = 0; i < rule_count; ++i) {
     rules[i] = rule_defs[i].fallback;
+    key_prefixes[i] = bucket_prefix(i, rules[i]);
+  }
 }
 
 std::optional<std::string> rate_limit_config::apply(std::string_view spec) {
@@ -206,11 +219,14 @@ std::optional<std::string> rate_limit_config::apply(std::string_view spec) {
   }
   if (name == "all") {
     rules.fill(rule);
+    for (std::size_t i = 0; i < rule_count; ++i)
+      key_prefixes[i] = bucket_prefix(i, rule);
     return std::nullopt;
   }
   for (std::size_t i = 0; i < rule_count; ++i)
     if (name == rule_defs[i].name) {
       rules[i] = rule;
+      key_prefixes[i] = bucket_prefix(i, rule);
       return std::nullopt;
     }
   std::string known;
@@ -219,17 +235,6 @@ std::optional<std::string> rate_limit_config::apply(std::string_view spec) {
   return "unknown rule (rules: " + known + ", all)";
 }
 
-namespace {
-
-/// "login.ip@60/60000": a bucket is per rule and its parameters, so a changed rule starts with
-/// a full bucket instead of reading another rule's state.
-std::string bucket_prefix(std::size_t i, const protocols::bucket_rule& r) {
-  return std::string{rule_defs[i].name} + "@" + std::to_string(r.capacity) + "/"
-         + std::to_string(r.period_ms);
-}
-
-}  // namespace
-
 std::vector<limit_check> route_checks(const rate_limit_config& cfg, limited_route route,
                                       std::string_view client_ip) {
   std::vector<limit_check> out;
@@ -237,7 +242,7 @@ std::vector<limit_check> route_checks(const rate_limit_config& cfg, limited_rout
     auto& d = rule_defs[i];
     if (d.route != route || !cfg.rules[i].valid() || d.scope == limit_scope::client)
       continue;
-    auto key = bucket_prefix(i, cfg.rules[i]);
+    auto key = cfg.key_prefixes[i];
     if (d.scope == limit_scope::ip) {
       auto ip = parse_ip(client_ip);
       key += ":" + (ip ? subject_of(*ip) : std::string{client_ip});
@@ -252,7 +257,7 @@ std::optional<limit_check> client_check(const rate_limit_config& cfg, limited_ro
   for (std::size_t i = 0; i < rule_count; ++i) {
     auto& d = rule_defs[i];
     if (d.route == route && d.scope == limit_scope::client && cfg.rules[i].valid())
-      return limit_check{i, bucket_prefix(i, cfg.rules[i]) + ":" + std::string{client_id}};
+      return limit_check{i, cfg.key_prefixes[i] + ":" + std::string{client_id}};
   }
   return std::nullopt;
 }
@@ -287,11 +292,13 @@ const limit_verdict& tighter(const limit_verdict& a, const limit_verdict& b) {
 
 limiter::limiter(rate_limit_config cfg) : cfg_(std::move(cfg)) {}
 
-std::int64_t limiter::lease_size(const limit_check& c) const {
-  // A hundredth of the bucket, at most 64: buckets under 200 tokens (logins and registrations
-  // per address) ask their owner for every request, big ones (per client, global) once per
-  // batch. A lease can leave at most that hundredth unspent on a node.
-  return std::clamp<std::int64_t>(cfg_.rules[c.rule].capacity / 100, 1, 64);
+std::int64_t limiter::lease_size(const limit_check& c) {
+  auto cap = cfg_.rules[c.rule].capacity / 100;
+  if (cap <= 1)
+    return 1;
+  std::lock_guard guard{mtx_};
+  auto i = leases_.find(c.key);
+  return i == leases_.end() ? 1 : std::clamp<std::int64_t>(i->second.next, 1, cap);
 }
 
 std::optional<limit_verdict> limiter::try_local(const limit_check& c, std::int64_t now_ms) {
@@ -308,8 +315,19 @@ std::optional<limit_verdict> limiter::try_local(const limit_check& c, std::int64
     v.reset_s = div_ceil(std::max(l.reset_at_ms - now_ms, std::int64_t{0}), second);
     return v;
   }
-  if (l.tokens <= 0 || l.expires_ms <= now_ms) {
-    leases_.erase(i);
+  if (l.expires_ms <= now_ms) {
+    // Expired: the next lease is what this one spent (plus this request), so a key whose
+    // traffic fell does not keep taking tokens it will not use. (Once per lease: concurrent
+    // misses find size 0.)
+    if (l.size > 0)
+      l.next = l.size - l.tokens + 1;
+    l.tokens = 0;
+    l.size = 0;
+    return std::nullopt;
+  }
+  if (l.tokens <= 0) {
+    // Spent before it expired: ask for twice as much (max: concurrent misses agree).
+    l.next = std::max(l.next, 2 * (l.size + 1));
     return std::nullopt;
   }
   --l.tokens;
@@ -326,7 +344,8 @@ limit_verdict limiter::on_grant(const limit_check& c, std::int64_t granted,
   limit_verdict v{granted > 0, c.rule, rule.capacity, 0, div_ceil(reset_ms, second),
                   div_ceil(retry_ms, second)};
   v.remaining = remaining + std::max<std::int64_t>(0, granted - 1);
-  bool keep = granted > 1 || granted == 0;
+  // Small buckets keep no lease, only a denial; big ones keep their sizing even between leases.
+  bool keep = granted != 1 || rule.capacity / 100 > 1;
   std::lock_guard guard{mtx_};
   if (!keep) {
     leases_.erase(c.key);
@@ -348,6 +367,7 @@ limit_verdict limiter::on_grant(const limit_check& c, std::int64_t granted,
   } else {
     // Tokens from an earlier lease still here add up: they were taken at the owner too.
     l.tokens = (l.expires_ms > now_ms ? l.tokens : 0) + granted - 1;
+    l.size = l.tokens;
     l.expires_ms = now_ms + lease_ms;
     l.denied_until_ms = 0;
   }

@@ -7,9 +7,11 @@
 //   X-Forwarded-For.
 // - The limiter: leases of tokens taken from a bucket's owner, spent locally. A rule whose
 //   bucket holds few tokens leases one at a time (every request asks the owner: exact); a big
-//   one leases a batch, so the owner is asked once per batch. Leased tokens are taken from the
-//   owner's bucket when leased, so the cluster never admits more than the limit; a lease left
-//   unspent when it expires is lost, which can only deny early, never admit late.
+//   one leases a batch sized to what this node spent of the last one (doubling while leases
+//   run out early, shrinking when they expire unspent), so the owner is asked a few times a
+//   second per busy key. Leased tokens are taken from the owner's bucket when leased, so the
+//   cluster never admits more than the limit; a lease left unspent when it expires is lost,
+//   which can only deny early, never admit late.
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -59,6 +61,8 @@ struct rate_limit_config {
   protocols::lockout_policy lockout;
   bool lockout_enabled = true;
   std::vector<cidr> trusted_proxies;
+  /// Per rule, "login.ip@60/60000": the start of its buckets' keys (set with the rules).
+  std::array<std::string, rule_count> key_prefixes;
   rate_limit_config();
   /// Applies "NAME=N/PERIOD" (PERIOD: 1s, 10m, 1h, ...), "NAME=off", or the same for every
   /// rule with NAME "all". Returns the reason when the text is not one of these.
@@ -106,8 +110,9 @@ class limiter {
 
   /// Answers from a lease or a cached denial; nullopt: ask the bucket's owner.
   std::optional<limit_verdict> try_local(const limit_check& c, std::int64_t now_ms);
-  /// How many tokens to ask the owner for.
-  std::int64_t lease_size(const limit_check& c) const;
+  /// How many tokens to ask the owner for: 1 for buckets under 200 tokens, else what this
+  /// node is likely to spend within a lease's life, at most a hundredth of the bucket.
+  std::int64_t lease_size(const limit_check& c);
   /// Records the owner's grant (the first token is the request's, the rest a lease) and
   /// returns the verdict for the request.
   limit_verdict on_grant(const limit_check& c, std::int64_t granted, std::int64_t remaining,
@@ -126,6 +131,8 @@ class limiter {
     std::int64_t owner_remaining = 0; // at the owner, when leased
     std::int64_t reset_at_ms = 0;
     std::int64_t denied_until_ms = 0; // the owner said empty until then
+    std::int64_t size = 0;            // tokens of the last lease
+    std::int64_t next = 1;            // tokens to ask for next time
   };
   rate_limit_config cfg_;
   std::mutex mtx_;

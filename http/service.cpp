@@ -154,6 +154,8 @@ struct limit_stage {
   std::vector<limit_check> pending;
   std::optional<limit_verdict> report;
   std::optional<response> denied;
+  std::optional<persistence::client_record> client;  // authenticated for a per-client rule
+  std::optional<fields> form;                        // parsed for it
 };
 limit_stage check_limits(front_env& env, limited_route route, const request& req) {
   auto& cfg = env.limits.config();
@@ -161,11 +163,15 @@ limit_stage check_limits(front_env& env, limited_route route, const request& req
   auto checks = route_checks(cfg, route, req.remote_ip);
   // Per OAuth client only once the client has authenticated: a stranger naming a client must
   // not spend its budget (the per-address and global rules still count the stranger).
-  if (route == limited_route::token || route == limited_route::introspect)
-    if (auto form = form_body(req))
-      if (auto client = authenticate_client(env, req, *form))
-        if (auto c = client_check(cfg, route, client->client.client_id))
-          checks.push_back(std::move(*c));
+  if ((route == limited_route::token || route == limited_route::introspect)
+      && client_check(cfg, route, {}))  // the route's per-client rule is on
+    if (auto form = form_body(req)) {
+      if (auto client = authenticate_client(env, req, *form)) {
+        checks.push_back(*client_check(cfg, route, client->client.client_id));
+        out.client = std::move(client->client);
+        out.form = std::move(*form);
+      }
+    }
   auto now = unix_now_ms();
   for (auto& c : checks) {
     auto v = env.limits.try_local(c, now);
@@ -267,7 +273,8 @@ void service::handle(request&& req, responder respond) {
   }
   if (m.route_id == r_introspect && limits.pending.empty()) {
     std::string refresh;
-    if (auto r = introspect_inline(env, req, refresh)) {
+    if (auto r = introspect_inline(env, req, refresh, limits.client ? &*limits.client : nullptr,
+                                   limits.form ? &*limits.form : nullptr)) {
       if (limits.report)
         for (auto& h : limit_headers(*limits.report))
           r->headers.push_back(std::move(h));
