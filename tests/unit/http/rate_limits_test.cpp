@@ -127,7 +127,7 @@ TEST(limiter, a_lease_is_spent_locally_and_expires) {
   c.apply("introspect.client=60000/1m");
   limiter l{c};
   limit_check chk{rule_index("introspect.client"), "introspect.client:app"};
-  EXPECT_EQ(l.lease_size(chk), 64);
+  EXPECT_EQ(l.lease_size(chk), 1);  // nothing known of the key yet
   auto v = l.on_grant(chk, 64, 1000, 5000, 0, 1000);
   EXPECT_EQ(v.remaining, 1063);
   for (int i = 0; i < 63; ++i) {
@@ -139,6 +139,44 @@ TEST(limiter, a_lease_is_spent_locally_and_expires) {
   EXPECT_FALSE(l.try_local(chk, 1000));  // spent
   l.on_grant(chk, 10, 0, 5000, 0, 2000);
   EXPECT_FALSE(l.try_local(chk, 3001));  // expired, unspent tokens dropped
+}
+
+TEST(limiter, leases_grow_while_they_run_out_and_shrink_when_they_expire_unspent) {
+  rate_limit_config c;
+  c.apply("introspect.client=60000/1m");  // at most 600 per lease
+  limiter l{c};
+  limit_check chk{rule_index("introspect.client"), "introspect.client:app"};
+  std::int64_t now = 1000;
+  std::vector<std::int64_t> sizes;
+  for (int round = 0; round < 12; ++round) {
+    auto want = l.lease_size(chk);
+    sizes.push_back(want);
+    l.on_grant(chk, want, 50000, 1000, 0, now);
+    while (l.try_local(chk, now))
+      ;  // a busy key spends the lease well within its second
+  }
+  EXPECT_EQ(sizes.front(), 1);
+  EXPECT_EQ(sizes.back(), 600);
+  for (std::size_t i = 1; i < sizes.size(); ++i)
+    EXPECT_GE(sizes[i], sizes[i - 1]);
+  // Traffic falls to 3 requests per lease life: the next lease asks for about that.
+  l.on_grant(chk, 600, 50000, 1000, 0, now);
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(l.try_local(chk, now + 10));
+  EXPECT_FALSE(l.try_local(chk, now + 1001));
+  EXPECT_EQ(l.lease_size(chk), 4);
+}
+
+TEST(limiter, small_buckets_never_lease) {
+  rate_limit_config c;
+  c.apply("token.ip=150/1m");
+  limiter l{c};
+  limit_check chk{rule_index("token.ip"), "token.ip:192.0.2.1"};
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(l.lease_size(chk), 1);
+    l.on_grant(chk, 1, 100, 1000, 0, 1000);
+    EXPECT_FALSE(l.try_local(chk, 1000));
+  }
 }
 
 TEST(limiter, a_denial_is_cached_until_the_owner_has_a_token_again) {
