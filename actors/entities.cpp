@@ -29,7 +29,8 @@ caf::behavior hasher(caf::event_based_actor*, int /*worker*/) {
 }  // namespace
 
 entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_options options,
-                              int hasher_threads, std::shared_ptr<const cluster::ownership> own) {
+                              int hasher_threads, std::shared_ptr<const cluster::ownership> own,
+                              std::shared_ptr<cluster::remote_calls> in_flight) {
   entity_handles h;
   h.session_stats = std::make_shared<supervisor_stats>("session");
   h.consent_stats = std::make_shared<supervisor_stats>("consent");
@@ -54,7 +55,7 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
                            protocols::session_crash>(
         self, std::move(f), std::move(stats), o, key_fn{}, std::move(where));
     },
-    sessions, h.session_stats, options, registry_placement{own, protocols::entity_kind::session});
+    sessions, h.session_stats, options, registry_placement{own, protocols::entity_kind::session, in_flight});
   h.consents = sys.spawn(
     [](registry_actor* self, entity_factory f, std::shared_ptr<supervisor_stats> stats,
        registry_options o, registry_placement where) {
@@ -64,7 +65,7 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
         self, std::move(f), std::move(stats), o,
                                                      key_fn{}, std::move(where));
     },
-    consents, h.consent_stats, options, registry_placement{own, protocols::entity_kind::consent});
+    consents, h.consent_stats, options, registry_placement{own, protocols::entity_kind::consent, in_flight});
   // Buckets are many and small: they passivate sooner than sessions, and write behind.
   entity_factory buckets = [ctx, idle = std::min(idle, std::chrono::milliseconds{std::chrono::seconds{60}})](
                              caf::event_based_actor* reg, const std::string& key) {
@@ -80,7 +81,7 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
         self, std::move(f), std::move(stats), o, key_fn{}, std::move(where));
     },
     buckets, h.rate_limit_stats, options,
-    registry_placement{own, protocols::entity_kind::rate_limit});
+    registry_placement{own, protocols::entity_kind::rate_limit, in_flight});
   auto worker = std::make_shared<int>(0);
   auto factory = [&sys, worker] { return sys.spawn<caf::detached>(hasher, ++*worker); };
   h.hasher = caf::actor_pool::make(sys.dummy_execution_unit(),

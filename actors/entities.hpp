@@ -40,10 +40,12 @@ struct entity_handles {
 };
 
 /// Spawns the session, consent and rate-limit registries, the password hasher pool and the audit writer.
-/// `own` (cluster mode) makes the registries serve only the keys this node owns.
+/// `own` (cluster mode) makes the registries serve only the keys this node owns; requests they
+/// pass to another node are tracked in `in_flight`, so that node's death fails them at once.
 entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_options options,
                               int hasher_threads,
-                              std::shared_ptr<const cluster::ownership> own = nullptr);
+                              std::shared_ptr<const cluster::ownership> own = nullptr,
+                              std::shared_ptr<cluster::remote_calls> in_flight = nullptr);
 
 /// Sends every actor of `h` an exit message (at shutdown).
 void stop_entities(const entity_handles& h);

@@ -19,6 +19,7 @@
 // - when members left, every entity is handed off (and reloaded on its next message): while
 //   this node was cut off, others may have owned and changed its keys, so what it holds in
 //   memory may be stale. The stores' revision check refuses any write based on such state.
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <vector>
@@ -32,6 +33,7 @@
 
 #include "actors/supervisor_stats.hpp"
 #include "cluster/ownership.hpp"
+#include "cluster/remote_calls.hpp"
 #include "protocols/messages.hpp"
 
 namespace credo::actors {
@@ -40,6 +42,8 @@ namespace credo::actors {
 struct registry_placement {
   std::shared_ptr<const cluster::ownership> own;
   protocols::entity_kind kind = protocols::entity_kind::session;
+  /// Requests passed to another node, failed at once if it dies (null: not tracked).
+  std::shared_ptr<cluster::remote_calls> in_flight;
 };
 
 struct registry_options {
@@ -69,6 +73,16 @@ struct registry_state {
 
 using registry_actor = caf::stateful_actor<registry_state>;
 
+/// Work for a registry from another thread (a failed forward, from the membership actor).
+struct registry_task {
+  std::function<void()> run;
+};
+
+}  // namespace credo::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::actors::registry_task)  // local only, never crosses nodes
+
+namespace credo::actors {
 namespace detail {
 
 caf::actor activate(registry_actor* self, const entity_factory& factory,
@@ -84,6 +98,43 @@ void on_ring_changed(registry_actor* self, supervisor_stats& stats,
 
 /// Bound on messages held for one passivating key.
 inline constexpr std::size_t max_held = 10000;
+/// Deadline of a request passed to its owner on another node (the front's is 5 s).
+inline constexpr std::chrono::seconds forward_deadline{5};
+
+/// Passes `msg` to its owner's registry on another node, tracked in `where.in_flight`: this
+/// node may learn of the owner's death before the requester does, and then fails the request at
+/// once instead of leaving it to its deadline (a delegated request would be lost with the node).
+template <class T>
+void forward_tracked(registry_actor* self, const registry_placement& where,
+                     const cluster::ownership::route& owner, T msg) {
+  using reply = typename protocols::route_of<T>::reply;
+  auto rp = std::make_shared<caf::response_promise>(self->make_response_promise());
+  auto claim = std::make_shared<std::atomic<bool>>(false);
+  std::string node{owner.node};
+  // Runs on the membership actor's thread: the promise is delivered on the registry's.
+  auto id = where.in_flight->add(node, [rp, claim, me = caf::actor_cast<caf::actor>(self)] {
+    caf::anon_send(me, registry_task{[rp, claim] {
+      if (!claim->exchange(true))
+        rp->deliver(caf::make_error(errc::temporarily_unavailable,
+                                    "the node that owns this entity left the cluster; retry"));
+    }});
+  });
+  if (!where.own->is_member(node, owner.registry))
+    return where.in_flight->fail(node, id);
+  auto calls = where.in_flight;
+  self->request(owner.registry, forward_deadline, protocols::forwarded_atom::value, std::move(msg))
+    .then(
+      [rp, claim, calls, node, id](reply& r) {
+        calls->done(node, id);
+        if (!claim->exchange(true))
+          rp->deliver(std::move(r));
+      },
+      [rp, claim, calls, node, id](caf::error& e) {
+        calls->done(node, id);
+        if (!claim->exchange(true))
+          rp->deliver(std::move(e));
+      });
+}
 
 template <class T>
 void forward(registry_actor* self, const entity_factory& factory, supervisor_stats& stats,
@@ -97,6 +148,10 @@ void forward(registry_actor* self, const entity_factory& factory, supervisor_sta
         self->make_response_promise().deliver(
           caf::make_error(errc::temporarily_unavailable, "entity is moving to another node"));
         return;
+      }
+      if constexpr (requires { typename protocols::route_of<T>::reply; }) {
+        if (where.in_flight)
+          return forward_tracked(self, where, owner, std::move(msg));
       }
       self->delegate(owner.registry, protocols::forwarded_atom::value, std::move(msg));
       return;
@@ -153,6 +208,7 @@ caf::behavior make_registry(registry_actor* self, entity_factory factory,
     [=](protocols::forwarded_atom, Ts& msg) {
       detail::forward(self, factory, *stats, options, where, key_of(msg), msg, true);
     }...,
+    [](registry_task& t) { t.run(); },
     [=](protocols::ring_changed_atom, bool members_left) {
       detail::on_ring_changed(self, *stats, where, members_left);
     },

@@ -383,14 +383,17 @@ int main(int argc, char** argv) {
     caf::actor_system sys{cfg};
     credo::actors::registry_options ro;
     credo::http::service_options svo;
-    if (!opt.cluster.empty())
+    std::shared_ptr<credo::cluster::remote_calls> in_flight;
+    if (!opt.cluster.empty()) {
       svo.cluster.ownership = std::make_shared<credo::cluster::ownership>(opt.node_id);
+      in_flight = std::make_shared<credo::cluster::remote_calls>();
+    }
     auto entities = credo::actors::spawn_entities(
-      sys, ctx, ro, opt.hasher_threads > 0 ? opt.hasher_threads : cores, svo.cluster.ownership);
+      sys, ctx, ro, opt.hasher_threads > 0 ? opt.hasher_threads : cores, svo.cluster.ownership,
+      in_flight);
     std::string cluster_address;
     if (!opt.cluster.empty()) {
       auto status = std::make_shared<credo::cluster::cluster_status>();
-      auto in_flight = std::make_shared<credo::cluster::remote_calls>();
       credo::cluster::membership_config mc;
       mc.node = opt.node_id;
       mc.incarnation = credo::protocols::random_token(12);
