@@ -78,6 +78,25 @@ caf::behavior rate_limit_entity(caf::event_based_actor* self, context_ptr ctx, s
     self->quit();
     return caf::make_error(errc::temporarily_unavailable, "rate-limit store unavailable");
   };
+  // A lockout message: `step` changes the state, which is stored before the answer (or undone).
+  auto lockout_step = [=](const protocols::lockout_policy& policy,
+                          auto step) -> caf::result<protocols::lockout_answer> {
+    if (auto e = unavailable())
+      return std::move(*e);
+    if (!policy.valid())
+      return caf::make_error(errc::invalid_request, "invalid lockout policy");
+    auto now = unix_now_ms();
+    st->uses_lockout = true;
+    st->policy = policy;
+    auto before = st->record.lockout;
+    auto v = step(st->record.lockout, now);
+    if (auto s = store(now); !s) {
+      st->record.lockout = std::move(before);
+      return caf::make_error(errc::temporarily_unavailable, "rate-limit store unavailable");
+    }
+    return protocols::lockout_answer{v.allowed, v.retry_after_ms, v.remaining,
+                                     st->record.lockout.level};
+  };
   self->attach_functor([flush] { flush(); });
   return {
     [=](protocols::bucket_take& m) -> caf::result<protocols::bucket_grant> {
@@ -102,38 +121,14 @@ caf::behavior rate_limit_entity(caf::event_based_actor* self, context_ptr ctx, s
     },
     [=](protocols::flush_atom) { flush(); },
     [=](protocols::lockout_begin& m) -> caf::result<protocols::lockout_answer> {
-      if (auto e = unavailable())
-        return std::move(*e);
-      if (!m.policy.valid())
-        return caf::make_error(errc::invalid_request, "invalid lockout policy");
-      auto now = unix_now_ms();
-      st->uses_lockout = true;
-      st->policy = m.policy;
-      auto before = st->record.lockout;
-      auto v = protocols::begin_attempt(st->record.lockout, m.policy, now, m.attempt_id);
-      if (auto s = store(now); !s) {
-        st->record.lockout = std::move(before);
-        return caf::make_error(errc::temporarily_unavailable, "rate-limit store unavailable");
-      }
-      return protocols::lockout_answer{v.allowed, v.retry_after_ms, v.remaining,
-                                       st->record.lockout.level};
+      return lockout_step(m.policy, [&](protocols::lockout_state& s, std::int64_t now) {
+        return protocols::begin_attempt(s, m.policy, now, m.attempt_id);
+      });
     },
     [=](protocols::lockout_end& m) -> caf::result<protocols::lockout_answer> {
-      if (auto e = unavailable())
-        return std::move(*e);
-      if (!m.policy.valid())
-        return caf::make_error(errc::invalid_request, "invalid lockout policy");
-      auto now = unix_now_ms();
-      st->uses_lockout = true;
-      st->policy = m.policy;
-      auto before = st->record.lockout;
-      auto v = protocols::end_attempt(st->record.lockout, m.policy, now, m.attempt_id, m.success);
-      if (auto s = store(now); !s) {
-        st->record.lockout = std::move(before);
-        return caf::make_error(errc::temporarily_unavailable, "rate-limit store unavailable");
-      }
-      return protocols::lockout_answer{v.allowed, v.retry_after_ms, v.remaining,
-                                       st->record.lockout.level};
+      return lockout_step(m.policy, [&](protocols::lockout_state& s, std::int64_t now) {
+        return protocols::end_attempt(s, m.policy, now, m.attempt_id, m.success);
+      });
     },
     [=](protocols::handoff_atom) { self->quit(); },  // the key moved to another node
     [=](protocols::rate_limit_crash&) {  // fault injection: fail after answering

@@ -252,6 +252,13 @@ std::vector<limit_check> route_checks(const rate_limit_config& cfg, limited_rout
   return out;
 }
 
+bool has_client_rule(const rate_limit_config& cfg, limited_route route) {
+  for (std::size_t i = 0; i < rule_count; ++i)
+    if (rule_defs[i].route == route && rule_defs[i].scope == limit_scope::client)
+      return cfg.rules[i].valid();
+  return false;
+}
+
 std::optional<limit_check> client_check(const rate_limit_config& cfg, limited_route route,
                                         std::string_view client_id) {
   for (std::size_t i = 0; i < rule_count; ++i) {

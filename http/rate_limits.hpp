@@ -83,6 +83,8 @@ struct limit_check {
 /// The checks of `route` that need only the request (client address and global).
 std::vector<limit_check> route_checks(const rate_limit_config& cfg, limited_route route,
                                       std::string_view client_ip);
+/// True when `route` has a per-client rule and it is on.
+bool has_client_rule(const rate_limit_config& cfg, limited_route route);
 /// The check of `route`'s per-client rule, if it has one and it is on.
 std::optional<limit_check> client_check(const rate_limit_config& cfg, limited_route route,
                                         std::string_view client_id);

@@ -163,8 +163,7 @@ limit_stage check_limits(front_env& env, limited_route route, const request& req
   auto checks = route_checks(cfg, route, req.remote_ip);
   // Per OAuth client only once the client has authenticated: a stranger naming a client must
   // not spend its budget (the per-address and global rules still count the stranger).
-  if ((route == limited_route::token || route == limited_route::introspect)
-      && client_check(cfg, route, {}))  // the route's per-client rule is on
+  if (has_client_rule(cfg, route))
     if (auto form = form_body(req)) {
       if (auto client = authenticate_client(env, req, *form)) {
         checks.push_back(*client_check(cfg, route, client->client.client_id));
