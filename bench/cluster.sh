@@ -55,33 +55,19 @@ export DATABASE_URL="$CREDO_TEST_DATABASE_URL" REDIS_URL="$CREDO_TEST_REDIS_URL"
 export CREDO_KEY_ENCRYPTION_KEY="$(printf '5f%.0s' $(seq 32))"
 export CREDO_CLUSTER_SECRET="$(openssl rand -hex 32)"
 export CREDO_ADMIN_TOKEN="bench-admin-$(openssl rand -hex 8)"
-start() {  # name seeds -> prints "http cluster"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+node() {  # name seeds -> prints "http cluster"
   local n="$1" seeds="$2" flags=("${links[@]}")
   [[ "${CLUSTER_INSECURE:-0}" != 1 ]] && flags=(--cluster-tls-cert "$work/$n.pem"
     --cluster-tls-key "$work/$n.key" --cluster-tls-ca "$work/ca.pem")
   [[ -n "$seeds" ]] && flags+=(--seeds "$seeds")
-  build/release/app/credod --http 127.0.0.1:0 --issuer http://credo.bench --node-id "$n" \
-    --rate-limit all=off --lockout-threshold 0 \
-    --cluster 127.0.0.1:0 "${flags[@]}" > "$work/$n.log" 2>&1 &
-  echo $! > "$work/$n.pid"  # start runs in a subshell: the pid files are how cleanup finds them
-  for _ in $(seq 200); do
-    grep -q '"listening"' "$work/$n.log" 2>/dev/null && break
-    sleep 0.05
-  done
-  python3 - "$work/$n.log" <<'EOF'
-import json, sys
-for line in open(sys.argv[1]):
-    try:
-        r = json.loads(line)
-    except ValueError:
-        continue
-    if r.get("msg") == "listening":
-        print(r["url"].removeprefix("http://"), r["cluster"])
-EOF
+  start "$n" --node-id "$n" --rate-limit all=off --lockout-threshold 0 \
+    --cluster 127.0.0.1:0 "${flags[@]}"
 }
-read -r a_http a_cluster < <(start a "")
-read -r b_http b_cluster < <(start b "$a_cluster")
-read -r c_http c_cluster < <(start c "$a_cluster")
+read -r a_http a_cluster < <(node a "")
+read -r b_http b_cluster < <(node b "$a_cluster")
+read -r c_http c_cluster < <(node c "$a_cluster")
 echo "== nodes: a $a_http, b $b_http, c $c_http ($([[ ${CLUSTER_INSECURE:-0} == 1 ]] && echo plain || echo TLS) links)"
 
 python3 bench/cluster_bench.py "$work" "$a_http" "$b_http" "$c_http" "$secs" "$(cat "$work/c.pid")"

@@ -39,6 +39,8 @@ fi
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 
 work="$(mktemp -d)"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 svc=""
 stop_nodes() {
   local pids=() f p
@@ -75,30 +77,6 @@ quiet_machine() {
   echo "   (still busy after 10 min: measuring anyway)"
 }
 
-# start NAME ARGS... -> prints "http-host:port cluster-host:port" (the pid goes to NAME.pid:
-# start runs in a subshell)
-start() {
-  local n="$1"
-  shift
-  build/release/app/credod --http 127.0.0.1:0 --issuer http://credo.bench "$@" > "$work/$n.log" 2>&1 &
-  echo $! > "$work/$n.pid"
-  for _ in $(seq 200); do
-    grep -q '"listening"' "$work/$n.log" 2>/dev/null && break
-    sleep 0.05
-  done
-  python3 - "$work/$n.log" <<'EOF'
-import json, sys
-for line in open(sys.argv[1]):
-    try:
-        r = json.loads(line)
-    except ValueError:
-        continue
-    if r.get("msg") == "listening":
-        print(r["url"].removeprefix("http://"), r.get("cluster") or "-")
-        sys.exit()
-sys.exit("credod did not start:\n" + open(sys.argv[1]).read())
-EOF
-}
 limit_flags() { [[ "$1" == on ]] && echo "all=1000000000/1m" || echo "all=off"; }
 
 echo "== credo $(git rev-parse --short HEAD 2>/dev/null || echo '?') (credod built $(date -r build/release/app/credod '+%F %T')): wrk -t1 -c$conns, ${secs}s per run, $rounds runs per setting"
