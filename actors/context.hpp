@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "actors/metrics.hpp"
 #include "persistence/stores.hpp"
 #include "protocols/jwt.hpp"
 
@@ -56,6 +57,7 @@ struct node_context {
   bool cluster = false;
   std::shared_ptr<readiness> health = std::make_shared<readiness>();
   std::shared_ptr<publisher_stats> publisher;  // null unless KAFKA_BROKERS is configured
+  std::shared_ptr<node_metrics> metrics = std::make_shared<node_metrics>();
 };
 
 using context_ptr = std::shared_ptr<const node_context>;

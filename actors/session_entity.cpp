@@ -359,6 +359,7 @@ class session_logic {
           }
         }
         auto family_id = f->family_id;
+        ctx_->metrics->refresh_token_reuse();
         ctx_->audit->record("refresh_token.reuse_detected", fields(m.from, m.client_id),
                             {{"family_id_hash", protocols::sha256_hex(family_id).substr(0, 16)}});
         if (family_id == st_.rec->id)

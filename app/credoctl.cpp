@@ -1,7 +1,12 @@
 // credoctl: operator CLI. Talks to a node's HTTP API with the admin token.
 //   credoctl [--url URL] [--admin-token T] health
+//   credoctl cluster                       this node's view: members, status, ring version
+//   credoctl actors                        supervisors per actor kind: live, restarts, failures
 //   credoctl clients add --id ID [--secret S] [--redirect-uri U]... [--scope S]... [--grant-type G]...
 //   credoctl keys rotate
+//   credoctl audit [--subject USER] [--limit N]   recent audit events, newest first
+// Prints the JSON answer; exits 0 on 2xx, 1 on an error answer, 2 when the node is unreachable.
+#include <cctype>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -59,6 +64,21 @@ reply call(const std::string& url, const std::string& token, bhttp::verb verb,
   return {static_cast<int>(res.result_int()), res.body()};
 }
 
+std::string query_escape(const std::string& text) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
 int print(const reply& r) {
   auto j = nlohmann::json::parse(r.body, nullptr, false);
   std::cout << (j.is_discarded() ? r.body : j.dump(2)) << '\n';
@@ -76,6 +96,13 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   auto* health = app.add_subcommand("health", "node health and readiness");
+  auto* cluster = app.add_subcommand("cluster", "cluster members and ring version, as this node sees them");
+  auto* actors = app.add_subcommand("actors", "actor supervisors: live, restarts, failures per kind");
+  auto* audit = app.add_subcommand("audit", "recent audit events, newest first");
+  std::string subject;
+  int limit = 0;
+  audit->add_option("--subject", subject, "only events of this user id");
+  audit->add_option("--limit", limit, "at most this many events (1-1000)")->check(CLI::Range(1, 1000));
   auto* clients = app.add_subcommand("clients", "OAuth clients");
   clients->require_subcommand(1);
   auto* add = clients->add_subcommand("add", "register a client");
@@ -94,6 +121,21 @@ int main(int argc, char** argv) {
   try {
     if (health->parsed())
       return print(call(url, token, bhttp::verb::get, "/health", ""));
+    if (cluster->parsed())
+      return print(call(url, token, bhttp::verb::get, "/admin/cluster", ""));
+    if (actors->parsed())
+      return print(call(url, token, bhttp::verb::get, "/admin/actors", ""));
+    if (audit->parsed()) {
+      std::string target = "/admin/audit";
+      char sep = '?';
+      if (!subject.empty()) {
+        target += sep + std::string{"subject="} + query_escape(subject);
+        sep = '&';
+      }
+      if (limit > 0)
+        target += sep + std::string{"limit="} + std::to_string(limit);
+      return print(call(url, token, bhttp::verb::get, target, ""));
+    }
     if (add->parsed()) {
       nlohmann::json body = {{"client_id", id}, {"redirect_uris", redirects}, {"scopes", scopes}};
       if (!secret.empty())

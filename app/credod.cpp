@@ -48,6 +48,7 @@ struct options {
   int hasher_threads = 0;  // 0: number of cores
   std::size_t body_limit = 64 * 1024;
   int shutdown_grace_ms = 10000;
+  std::string log_level = "info";
   std::string key_encryption_key;
   std::string cluster_secret;
   bool cluster_insecure = false;
@@ -168,6 +169,10 @@ int main(int argc, char** argv) {
                      "time to finish in-flight requests on SIGTERM")
         ->check(CLI::Range(0, 600000)),
       "CREDO_SHUTDOWN_GRACE_MS");
+  env(app.add_option("--log-level", opt.log_level,
+                     "debug, info (one line per request), warn or error")
+        ->check(CLI::IsMember({"debug", "info", "warn", "error"})),
+      "CREDO_LOG_LEVEL");
   env(app.add_option("--rate-limit", opt.rate_limits,
                      "rate-limit rule NAME=N/PERIOD or NAME=off (NAME all: every rule); repeatable")
         ->delimiter(','),
@@ -284,6 +289,7 @@ int main(int argc, char** argv) {
   if (opt.node_id.empty())
     opt.node_id = host_name();
   credo::log::set_node(opt.node_id);
+  credo::log::set_level(*credo::log::parse_level(opt.log_level));
 
   // Signals are taken by sigwait() on the main thread; block them before any thread starts.
   sigset_t signals;
@@ -308,6 +314,7 @@ int main(int argc, char** argv) {
   ctx->tokens.refresh_grace = opt.refresh_grace_seconds;
   ctx->tokens.session_ttl = opt.session_ttl;
   ctx->stores = backends.stores;
+  ctx->stores.revocations = credo::actors::count_revocations(ctx->stores.revocations, ctx->metrics);
   ctx->group_commit_audit = backends.database != nullptr;
   ctx->cluster = !opt.cluster.empty();
   if (backends.kafka)
@@ -411,8 +418,12 @@ int main(int argc, char** argv) {
       mc.on_settled = [ctx] { ctx->health->cluster = credo::actors::check_state::ok; };
       mc.on_peer_down = [in_flight](const std::string& node) { in_flight->fail_node(node); };
       if (auto mirror = backends.revocations)
-        mc.on_revocations = [mirror](const credo::persistence::revocation_snapshot& s) {
+        mc.on_revocations = [mirror, metrics = ctx->metrics](
+                              const credo::persistence::revocation_snapshot& s) {
           mirror->apply(s);
+          if (s.sent_at_ms > 0)
+            metrics->revocation_propagated(
+              static_cast<double>(credo::unix_now_ms() - s.sent_at_ms) / 1000.0);
         };
       mc.on_keys_changed = [ctx] {
         // Off the membership actor: a key load waits on PostgreSQL.
@@ -432,6 +443,7 @@ int main(int argc, char** argv) {
       svo.cluster.membership = started->actor;
       if (auto mirror = backends.revocations)
         mirror->on_write([m = started->actor](credo::persistence::revocation_snapshot s) {
+          s.sent_at_ms = credo::unix_now_ms();
           credo::cluster::broadcast_revocations(m, std::move(s));
         });
       ctx->health->cluster = credo::actors::check_state::failed;  // until it joined

@@ -187,6 +187,20 @@ response admin_cluster(const front_env& env) {
                               .dump());
 }
 
+response dashboard() {
+  response r;
+  r.content_type = "text/html; charset=utf-8";
+  r.body = std::string{dashboard_html()};
+  r.headers.emplace_back("Content-Security-Policy",
+                         "default-src 'none'; script-src 'self' 'unsafe-inline'; "
+                         "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
+                         "frame-ancestors 'none'");
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  r.headers.emplace_back("Referrer-Policy", "no-referrer");
+  return r;
+}
+
 response admin_actors(const front_env& env) {
   auto kind = [](const actors::supervisor_stats& s) {
     auto last = s.last_failure();

@@ -1,15 +1,48 @@
 // Shared pieces of the route handlers: error mapping, body parsing, authentication, scopes.
 #include <algorithm>
+#include <cmath>
 
 #include "http/front.hpp"
 #include "protocols/clock.hpp"
 #include "protocols/crypto.hpp"
+#include "protocols/log.hpp"
 
 namespace credo::http {
+
+void observe_request(const front_env& env, std::string_view route, const request& req,
+                     int status, std::chrono::steady_clock::time_point started) {
+  auto seconds =
+    std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  // An unmatched request names any method it likes: only the standard ones become labels.
+  std::string_view method = req.method;
+  if (route == unmatched_route) {
+    static constexpr std::string_view known[] = {"GET",    "HEAD",   "POST",   "PUT",
+                                                 "PATCH",  "DELETE", "OPTIONS"};
+    if (std::find(std::begin(known), std::end(known), method) == std::end(known))
+      method = "other";
+  }
+  env.ctx->metrics->http_request(route, method, status, req.client_id, seconds);
+  // Probes and scrapes come every few seconds from every orchestrator: debug, not info.
+  auto level = route.starts_with("/health") || route == "/metrics" ? log::level::debug
+                                                                   : log::level::info;
+  if (!log::enabled(level))
+    return;
+  nlohmann::json fields = {{"request_id", req.request_id},
+                           {"method", method},
+                           {"route", route},
+                           {"status", status},
+                           {"latency_ms", std::round(seconds * 1e6) / 1e3},
+                           {"ip", req.remote_ip}};
+  if (!req.client_id.empty())
+    fields["client_id"] = req.client_id;
+  log::write(level, "request", fields);
+}
 
 void job::respond(response r) {
   if (answered.exchange(true))
     return;
+  if (env)
+    observe_request(*env, route_pattern, req, r.status, started);
   if (limit_report && std::none_of(r.headers.begin(), r.headers.end(),
                                   [](auto& h) { return h.first == "RateLimit-Limit"; }))
     for (auto& h : limit_headers(*limit_report))
@@ -235,6 +268,7 @@ result<authenticated_client> authenticate_client(front_env& env, const request& 
   }
   if (!ok)
     return {errc::invalid_client, used_basic ? "basic" : "client authentication failed"};
+  req.client_id = id;
   return authenticated_client{**found, used_basic};
 }
 

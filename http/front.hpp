@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,9 +26,13 @@
 namespace credo::http {
 
 /// One request in flight and the way to answer it. Answering twice is a no-op.
+struct front_env;
 struct job {
   request req;
   int route = -1;
+  std::string_view route_pattern;  // "/auth/sessions/{id}": the metrics and log label
+  std::chrono::steady_clock::time_point started;  // when the server handed the request over
+  const front_env* env = nullptr;  // set: the answer is observed (metrics, request log)
   std::string opaque_token;  // introspection of a refresh token, found on the I/O thread
   responder respond_fn;
   std::atomic<bool> answered{false};  // a node's death may answer it from another thread
@@ -52,6 +57,13 @@ struct front_env {
     : ctx(std::move(c)), entities(std::move(e)), options(std::move(o)),
       token_cache(options.token_cache_capacity), limits(options.rate_limits) {}
 };
+
+/// The route label of requests no route matched (404, 405).
+inline constexpr std::string_view unmatched_route = "unmatched";
+/// Records one answered request: its duration in credo_http_request_duration_seconds and its
+/// line in the log (request id, route, status, latency; never a credential).
+void observe_request(const front_env& env, std::string_view route, const request& req,
+                     int status, std::chrono::steady_clock::time_point started);
 
 using protocols::first_party_client;
 using protocols::join_scope;
@@ -163,13 +175,19 @@ constexpr bool fails_over = std::is_same_v<Msg, protocols::session_refresh>
 /// Sends `msg` to the registry owning its entity, with the service deadline; `on_ok(Reply&)`
 /// on success, an error response otherwise. When the owner is another node and it dies before
 /// answering, a request that fails over is sent again (once) to the new owner; any other fails
-/// at once with 503.
+/// at once with 503. `on_error`, if set, runs before any error response.
 template <class Reply, class Msg, class OnOk>
-void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j, OnOk on_ok) {
+void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j, OnOk on_ok,
+          std::function<void()> on_error = {}) {
   static_assert(std::is_same_v<Reply, typename protocols::route_of<Msg>::reply>);
   auto* stats = &env.entities.stats(protocols::route_of<Msg>::kind);
+  auto fail = [j, on_error](response r) {
+    if (on_error)
+      on_error();
+    j->respond(std::move(r));
+  };
   if (auto& own = env.options.cluster.ownership; own && !own->serving())
-    return j->respond(errc_response(errc::temporarily_unavailable, "node is joining the cluster"));
+    return fail(errc_response(errc::temporarily_unavailable, "node is joining the cluster"));
   if constexpr (std::is_same_v<Msg, protocols::session_refresh>)
     if (msg.attempt_id.empty())
       msg.attempt_id = protocols::random_token(12);
@@ -185,7 +203,8 @@ void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j
   };
   std::uint64_t id = 0;
   if (!dest.node.empty() && remote) {
-    id = remote->add(dest.node, [take, j, msg, ok, &env, front = caf::actor_cast<caf::actor>(self)]() mutable {
+    id = remote->add(dest.node, [take, j, msg, ok, fail, on_error, &env,
+                                 front = caf::actor_cast<caf::actor>(self)]() mutable {
       if (!take(2))
         return;
       if constexpr (fails_over<Msg>) {
@@ -193,14 +212,14 @@ void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j
           if constexpr (std::is_same_v<Msg, protocols::session_refresh>)
             msg.owner_died = true;
           // The same OnOk type again: a new lambda here would instantiate call() without end.
-          caf::anon_send(front, front_task{[j, msg, ok, &env](caf::event_based_actor* self) {
-            call<Reply, Msg, OnOk>(self, env, msg, j, OnOk{*ok});
+          caf::anon_send(front, front_task{[j, msg, ok, on_error, &env](caf::event_based_actor* self) {
+            call<Reply, Msg, OnOk>(self, env, msg, j, OnOk{*ok}, on_error);
           }});
           return;
         }
       }
-      j->respond(errc_response(errc::temporarily_unavailable,
-                               "the node that owns this entity left the cluster; retry"));
+      fail(errc_response(errc::temporarily_unavailable,
+                         "the node that owns this entity left the cluster; retry"));
     });
   }
   // A ring that changed since route_to: the node may be gone and its calls failed already.
@@ -220,10 +239,10 @@ void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j
         if (take(1) && !j->answered.load())
           (*ok)(r);
       },
-      [j, finished, take](caf::error& e) {
+      [j, finished, take, fail](caf::error& e) {
         finished();
-        if (take(1))
-          j->respond(actor_error_response(e));
+        if (take(1) && !j->answered.load())
+          fail(actor_error_response(e));
       });
 }
 
@@ -276,6 +295,10 @@ response health(const front_env& env);
 response metrics(const front_env& env);
 response admin_cluster(const front_env& env);
 response admin_actors(const front_env& env);
+/// The operator dashboard (http/dashboard.html): a static page, no data and no auth; its script
+/// reads /admin/cluster and /admin/actors with the admin token the operator gives it.
+response dashboard();
+std::string_view dashboard_html();  // generated by http/embed.cmake
 /// Answers JWT introspection inline; returns nullopt when the token must go to its session
 /// entity (an opaque refresh token): then `refresh_token` is set.
 /// `authenticated` and `parsed`: the client and the form, when the caller has them already.

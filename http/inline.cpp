@@ -1,5 +1,10 @@
 // Routes answered on the I/O thread without an actor hop: discovery, JWKS, health, metrics and
 // access-token introspection (signature + revocation set + verified-token cache).
+#include <sstream>
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
 #include "actors/audit_publisher.hpp"
 #include "http/front.hpp"
 #include "protocols/clock.hpp"
@@ -80,89 +85,145 @@ response health(const front_env& env) {
                               .dump());
 }
 
-response metrics(const front_env& env) {
-  std::string out;
-  auto family = [&out](const char* name, const char* type, const char* help) {
-    out += "# HELP ";
-    out += name;
-    out += ' ';
-    out += help;
-    out += "\n# TYPE ";
-    out += name;
-    out += ' ';
-    out += type;
-    out += '\n';
-  };
-  auto sample = [&out](const std::string& name, const std::string& labels, std::int64_t v) {
-    out += name + "{" + labels + "} " + std::to_string(v) + "\n";
-  };
+namespace {
+
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily family(const char* name, MetricType type, const char* help) {
+  return {name, help, type, {}};
+}
+
+/// One sample of a gauge or counter family; labels as name, value pairs.
+void add(MetricFamily& f, double value,
+         std::initializer_list<std::pair<const char*, std::string>> labels = {}) {
+  prometheus::ClientMetric m;
+  for (auto& [k, v] : labels)
+    m.label.push_back({k, v});
+  if (f.type == MetricType::Counter)
+    m.counter.value = value;
+  else
+    m.gauge.value = value;
+  f.metric.push_back(std::move(m));
+}
+
+/// The gauges and counters kept as atomics by supervisors, the publisher, the limiter and the
+/// cluster, read now. Every family is present on every node, at zero where its feature is off.
+std::vector<MetricFamily> scrape_state(const front_env& env) {
+  std::vector<MetricFamily> out;
   using counter = std::atomic<std::int64_t> actors::supervisor_stats::*;
-  struct metric {
+  struct actor_family {
     const char* name;
-    const char* type;
+    MetricType type;
     const char* help;
     counter value;
   };
-  for (auto& m : {metric{"credo_actor_live", "gauge", "Live entity actors per kind.",
-                         &actors::supervisor_stats::live},
-                  metric{"credo_actor_restarts_total", "counter", "Entity restarts per kind.",
-                         &actors::supervisor_stats::restarts},
-                  metric{"credo_actor_failures_total", "counter", "Entity failures per kind.",
-                         &actors::supervisor_stats::failures}}) {
-    family(m.name, m.type, m.help);
+  auto publisher = env.ctx->publisher.get();
+  for (auto& a : {actor_family{"credo_actor_live", MetricType::Gauge, "Live actors per kind.",
+                               &actors::supervisor_stats::live},
+                  actor_family{"credo_actor_restarts_total", MetricType::Counter,
+                               "Actor restarts per kind.", &actors::supervisor_stats::restarts},
+                  actor_family{"credo_actor_failures_total", MetricType::Counter,
+                               "Actor failures per kind.", &actors::supervisor_stats::failures},
+                  actor_family{"credo_actor_mailbox_high_water", MetricType::Gauge,
+                               "Most requests ever queued or in progress at once per kind.",
+                               &actors::supervisor_stats::max_mailbox}}) {
+    auto f = family(a.name, a.type, a.help);
     for (auto* s : {env.entities.session_stats.get(), env.entities.consent_stats.get(),
                     env.entities.rate_limit_stats.get()})
-      sample(m.name, "kind=\"" + s->kind + "\"", (s->*m.value).load());
+      add(f, static_cast<double>((s->*a.value).load()), {{"kind", s->kind}});
+    // The audit publisher is one actor, supervised by CAF's link to the node (it restarts its
+    // round on failure rather than dying): live while Kafka is configured, failures are rounds.
+    double p = 0;
+    if (publisher && a.value == &actors::supervisor_stats::live)
+      p = 1;
+    else if (publisher && a.value == &actors::supervisor_stats::failures)
+      p = static_cast<double>(publisher->failures.load());
+    add(f, p, {{"kind", "audit_publisher"}});
+    out.push_back(std::move(f));
   }
-  family("credo_backend_up", "gauge",
-         "1 while a configured backend answers its health check, 0 when it does not.");
+
+  auto up = family("credo_backend_up", MetricType::Gauge,
+                   "1 while a configured backend answers its health check, else 0.");
+  auto configured = family("credo_backend_configured", MetricType::Gauge,
+                           "1 when the backend is configured (0: the embedded default).");
   for (auto [name, state] : {std::pair{"postgres", &env.ctx->health->database},
                              std::pair{"redis", &env.ctx->health->redis},
-                             std::pair{"kafka", &env.ctx->health->kafka}})
-    if (state->load() != actors::check_state::disabled)
-      sample("credo_backend_up", std::string{"backend=\""} + name + "\"",
-             state->load() == actors::check_state::ok ? 1 : 0);
-  // A family of one unlabelled sample.
-  auto single = [&](const char* name, const char* type, const char* help, std::int64_t v) {
-    family(name, type, help);
-    out += std::string{name} + " " + std::to_string(v) + "\n";
-  };
-  if (auto& p = env.ctx->publisher) {
-    single("credo_outbox_backlog", "gauge", "Audit outbox rows waiting to be published.",
-           p->backlog.load());
-    single("credo_audit_published_total", "counter", "Audit events published to Kafka.",
-           p->published.load());
-    single("credo_audit_publish_failures_total", "counter",
-           "Publish rounds that failed and backed off.", p->failures.load());
-    single("credo_audit_publish_latency_ms", "gauge",
-           "Worst change-to-acknowledged latency in the last published batch.",
-           p->last_latency_ms.load());
+                             std::pair{"kafka", &env.ctx->health->kafka}}) {
+    auto st = state->load();
+    add(up, st == actors::check_state::ok ? 1 : 0, {{"backend", name}});
+    add(configured, st == actors::check_state::disabled ? 0 : 1, {{"backend", name}});
   }
+  out.push_back(std::move(up));
+  out.push_back(std::move(configured));
+
+  auto single = [&out](const char* name, MetricType type, const char* help, double v) {
+    auto f = family(name, type, help);
+    add(f, v);
+    out.push_back(std::move(f));
+  };
+  auto latency_ms = publisher ? publisher->last_latency_ms.load() : -1;
+  single("credo_audit_outbox_depth", MetricType::Gauge,
+         "Audit outbox rows waiting to be published to Kafka.",
+         publisher ? static_cast<double>(publisher->backlog.load()) : 0);
+  single("credo_audit_outbox_published_total", MetricType::Counter,
+         "Audit events published to Kafka.",
+         publisher ? static_cast<double>(publisher->published.load()) : 0);
+  single("credo_audit_outbox_publish_failures_total", MetricType::Counter,
+         "Publish rounds that failed (store or Kafka) and backed off.",
+         publisher ? static_cast<double>(publisher->failures.load()) : 0);
+  single("credo_audit_outbox_publish_latency_seconds", MetricType::Gauge,
+         "Worst change-to-acknowledged latency in the last published batch.",
+         latency_ms > 0 ? static_cast<double>(latency_ms) / 1000.0 : 0);
+
+  std::int64_t members = 1, ring = 0, in_flight = 0;
   if (auto& c = env.options.cluster.status) {
     auto view = c->snapshot();
-    single("credo_cluster_members", "gauge", "Live cluster members in this node's view, itself included.",
-           static_cast<std::int64_t>(view.members.size()));
-    single("credo_cluster_ring_version", "gauge", "Ring version of this node's view.",
-           view.ring_version);
-    single("credo_cluster_requests_in_flight", "gauge",
-           "Entity requests sent to other nodes and not answered yet.",
-           static_cast<std::int64_t>(env.options.cluster.in_flight->size()));
+    members = static_cast<std::int64_t>(view.members.size());
+    ring = view.ring_version;
+    in_flight = static_cast<std::int64_t>(env.options.cluster.in_flight->size());
   }
-  family("credo_rate_limit_denials_total", "counter",
-         "Requests refused with 429 per rule (login.account: a locked or busy account).");
+  single("credo_cluster_members", MetricType::Gauge,
+         "Live cluster members in this node's view, itself included (1: single node).",
+         static_cast<double>(members));
+  single("credo_cluster_ring_version", MetricType::Gauge,
+         "Ring version of this node's view (0: single node).", static_cast<double>(ring));
+  single("credo_cluster_requests_in_flight", MetricType::Gauge,
+         "Entity requests sent to other nodes and not answered yet.",
+         static_cast<double>(in_flight));
+
+  auto denials = family("credo_rate_limit_denials_total", MetricType::Counter,
+                        "Requests refused with 429 per rule (login.account: a locked or busy "
+                        "account).");
   for (std::size_t i = 0; i <= rule_count; ++i)
-    sample("credo_rate_limit_denials_total", std::string{"rule=\""} + rule_name(i) + "\"",
-           env.limits.denials(i));
-  single("credo_rate_limit_lockouts_total", "counter",
-         "Accounts locked by failed logins on this node.", env.limits.lockouts());
-  single("credo_rate_limit_owner_calls_total", "counter",
+    add(denials, static_cast<double>(env.limits.denials(i)), {{"rule", rule_name(i)}});
+  out.push_back(std::move(denials));
+  single("credo_rate_limit_lockouts_total", MetricType::Counter,
+         "Accounts locked by failed logins on this node.",
+         static_cast<double>(env.limits.lockouts()));
+  single("credo_rate_limit_owner_calls_total", MetricType::Counter,
          "Token requests this node sent to bucket owners (the rest were served from leases).",
-         env.limits.owner_calls());
-  single("credo_uptime_seconds", "gauge", "Seconds since the node started.",
-         unix_now() - env.started_at);
+         static_cast<double>(env.limits.owner_calls()));
+
+  auto build = family("credo_build_info", MetricType::Gauge, "Version and node name; always 1.");
+  add(build, 1, {{"version", env.options.version}, {"node", env.ctx->node_id}});
+  out.push_back(std::move(build));
+  single("credo_uptime_seconds", MetricType::Gauge, "Seconds since the node started.",
+         static_cast<double>(unix_now() - env.started_at));
+  return out;
+}
+
+}  // namespace
+
+response metrics(const front_env& env) {
+  auto families = env.ctx->metrics->collect();
+  for (auto& f : scrape_state(env))
+    families.push_back(std::move(f));
+  std::ostringstream text;
+  prometheus::TextSerializer{}.Serialize(text, families);
   response r;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-  r.body = std::move(out);
+  r.body = std::move(text).str();
   return r;
 }
 

@@ -25,6 +25,9 @@ struct request {
   std::string remote_ip;   // peer address
   std::string request_id;  // client's X-Request-ID if sane, else generated
   fields path_params;      // filled by the router ({id} segments)
+  /// The OAuth client this request authenticated as, once it has (metrics and the request log;
+  /// set by authenticate_client, which sees the request as const).
+  mutable std::string client_id;
 
   /// First header with that (lower-case) name.
   std::optional<std::string_view> header(std::string_view lower_name) const;

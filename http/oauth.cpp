@@ -8,6 +8,21 @@
 namespace credo::http {
 namespace {
 
+/// Asks the consent entity whether the user consented; counts refusals and failed checks.
+template <class OnOk>
+void check_consent(front_self self, front_env& env, job_ptr j, actors::consent_stage stage,
+                   protocols::consent_check msg, OnOk on_ok) {
+  auto* metrics = env.ctx->metrics.get();
+  call<protocols::consent_check_result>(
+    self, env, std::move(msg), j,
+    [metrics, stage, on_ok = std::move(on_ok)](protocols::consent_check_result& c) mutable {
+      if (!c.granted)
+        metrics->consent_gating_failure(stage, false);
+      on_ok(c);
+    },
+    [metrics, stage] { metrics->consent_gating_failure(stage, true); });
+}
+
 response redirect(const std::string& uri, const fields& params) {
   std::string location = uri;
   char sep = uri.find('?') == std::string::npos ? '?' : '&';
@@ -75,8 +90,9 @@ void grant_authorization_code(front_self self, front_env& env, job_ptr j, const 
   if (!protocols::pkce_s256_matches(*verifier, rec.code_challenge))
     return j->respond(errc_response(errc::invalid_grant, "code_verifier does not match"));
   auto with_refresh = contains(client.grant_types, "refresh_token");
-  call<protocols::consent_check_result>(
-    self, env, protocols::consent_check{rec.user_id, rec.client_id, split_scope(rec.scope)}, j,
+  check_consent(
+    self, env, j, actors::consent_stage::code_exchange,
+    protocols::consent_check{rec.user_id, rec.client_id, split_scope(rec.scope)},
     [self, &env, j, rec, with_refresh](protocols::consent_check_result& c) {
       if (!c.granted)
         return j->respond(errc_response(errc::invalid_grant, "consent is no longer granted"));
@@ -122,8 +138,9 @@ void grant_refresh_token(front_self self, front_env& env, job_ptr j, const field
     [self, &env, j, msg, refresh](protocols::refresh_info& info) mutable {
       if (!info.active || info.client_id != msg.client_id)
         return refresh(std::move(msg));
-      call<protocols::consent_check_result>(
-        self, env, protocols::consent_check{info.sub, info.client_id, split_scope(info.scope)}, j,
+      check_consent(
+        self, env, j, actors::consent_stage::refresh,
+        protocols::consent_check{info.sub, info.client_id, split_scope(info.scope)},
         [j, msg, refresh](protocols::consent_check_result& c) mutable {
           if (!c.granted)
             return j->respond(errc_response(errc::invalid_grant, "consent is no longer granted"));
@@ -221,9 +238,10 @@ void oauth_authorize(front_self self, front_env& env, job_ptr j) {
   code_rec->code_challenge = std::string{*challenge};
   code_rec->user_id = b->sub;
   code_rec->session_id = b->sid;
-  call<protocols::consent_check_result>(
-    self, env, protocols::consent_check{b->sub, client.client_id, scopes},
-    j, [&env, j, code_rec, uri, state](protocols::consent_check_result& c) {
+  check_consent(
+    self, env, j, actors::consent_stage::authorize,
+    protocols::consent_check{b->sub, client.client_id, scopes},
+    [&env, j, code_rec, uri, state](protocols::consent_check_result& c) {
       auto iss = env.ctx->tokens.issuer;
       if (!c.granted)
         return j->respond(redirect(uri, {{"error", "consent_required"},

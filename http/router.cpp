@@ -35,8 +35,8 @@ bool matches(const std::vector<std::string>& pattern, const std::vector<std::str
 }  // namespace
 
 void router::add(std::string method, std::string pattern, int route_id) {
-  entry e{std::move(method), {}, route_id};
   if (pattern.empty() || pattern.front() != '/') pattern.insert(pattern.begin(), '/');
+  entry e{std::move(method), pattern, {}, route_id};
   for (std::string_view seg : split(pattern)) e.segments.emplace_back(seg);
   entries_.push_back(std::move(e));
 }
@@ -51,6 +51,7 @@ router::match router::resolve(std::string_view method, std::string_view path) co
     if (e.method == method) {
       m.result = match::kind::found;
       m.route_id = e.route_id;
+      m.pattern = e.pattern;
       m.allow.clear();
       for (std::size_t i = 0; i < e.segments.size(); ++i) {
         const std::string& seg = e.segments[i];

@@ -40,6 +40,7 @@ enum route : int {
   r_admin_actors,
   r_admin_audit,
   r_admin_crash,
+  r_dashboard,
 };
 
 router make_router() {
@@ -73,6 +74,7 @@ router make_router() {
   r.add("GET", "/admin/actors", r_admin_actors);
   r.add("GET", "/admin/audit", r_admin_audit);
   r.add("POST", "/admin/faults/crash", r_admin_crash);
+  r.add("GET", "/dashboard", r_dashboard);
   return r;
 }
 
@@ -198,15 +200,7 @@ struct service::impl {
 
   explicit impl(std::shared_ptr<front_env> e) : env(std::move(e)) {}
 
-  void dispatch(request&& req, responder respond, int id, std::string opaque = {},
-                limit_stage limits = {}) {
-    auto j = std::make_shared<job>();
-    j->route = id;
-    j->opaque_token = std::move(opaque);
-    j->limit_checks = std::move(limits.pending);
-    j->limit_report = std::move(limits.report);
-    j->req = std::move(req);
-    j->respond_fn = std::move(respond);
+  void dispatch(job_ptr j) {
     auto& front = fronts[next.fetch_add(1, std::memory_order_relaxed) % fronts.size()];
     caf::anon_send(front, std::move(j));
   }
@@ -232,61 +226,75 @@ void service::shutdown() {
 
 void service::handle(request&& req, responder respond) {
   auto& env = *impl_->env;
+  auto started = std::chrono::steady_clock::now();
   auto m = impl_->routes.resolve(req.method, req.path);
+  std::string_view pattern = m.result == router::match::kind::found ? m.pattern : unmatched_route;
+  // Answers on this thread; a dispatched request is observed by its job.
+  auto answer = [&](response r) {
+    observe_request(env, pattern, req, r.status, started);
+    respond(std::move(r));
+  };
   if (m.result == router::match::kind::not_found)
-    return respond(error_response(404, "not_found", "no such endpoint"));
+    return answer(error_response(404, "not_found", "no such endpoint"));
   if (m.result == router::match::kind::method_not_allowed) {
     auto r = error_response(405, "method_not_allowed", "method not allowed on this endpoint");
     r.headers.emplace_back("Allow", m.allow);
-    return respond(std::move(r));
+    return answer(std::move(r));
   }
   if (is_admin_route(m.route_id) && !is_admin(env, req))
-    return respond(errc_response(errc::invalid_token, "admin token required"));
+    return answer(errc_response(errc::invalid_token, "admin token required"));
   req.path_params = std::move(m.params);
   auto& trusted = env.options.rate_limits.trusted_proxies;
   if (!trusted.empty())  // sessions and audit events record the client's address too
     req.remote_ip = client_address(req, trusted);
   switch (m.route_id) {
-    case r_health_live: return respond(health_live());
-    case r_health_ready: return respond(health_ready(env));
-    case r_health: return respond(health(env));
-    case r_metrics: return respond(metrics(env));
+    case r_health_live: return answer(health_live());
+    case r_health_ready: return answer(health_ready(env));
+    case r_health: return answer(health(env));
+    case r_metrics: return answer(metrics(env));
+    case r_dashboard: return answer(dashboard());
     default: break;
   }
   // Without its schema and signing keys (the database was unreachable at start) a node can
   // answer nothing else right.
   if (!env.ctx->health->bootstrapped.load(std::memory_order_acquire))
-    return respond(errc_response(errc::temporarily_unavailable, "node is starting: database not reachable yet"));
+    return answer(errc_response(errc::temporarily_unavailable, "node is starting: database not reachable yet"));
   switch (m.route_id) {
-    case r_discovery: return respond(discovery(env));
-    case r_jwks: return respond(jwks(env));
-    case r_admin_cluster: return respond(admin_cluster(env));
-    case r_admin_actors: return respond(admin_actors(env));
+    case r_discovery: return answer(discovery(env));
+    case r_jwks: return answer(jwks(env));
+    case r_admin_cluster: return answer(admin_cluster(env));
+    case r_admin_actors: return answer(admin_actors(env));
     default: break;
   }
   limit_stage limits;
   if (auto route = limited_route_of(m.route_id)) {
     limits = check_limits(env, *route, req);
     if (limits.denied)
-      return respond(std::move(*limits.denied));
+      return answer(std::move(*limits.denied));
   }
+  std::string refresh;
   if (m.route_id == r_introspect && limits.pending.empty()) {
-    std::string refresh;
     if (auto r = introspect_inline(env, req, refresh, limits.client ? &*limits.client : nullptr,
                                    limits.form ? &*limits.form : nullptr)) {
       if (limits.report)
         for (auto& h : limit_headers(*limits.report))
           r->headers.push_back(std::move(h));
-      return respond(std::move(*r));
+      return answer(std::move(*r));
     }
-    if (impl_->fronts.empty())
-      return respond(errc_response(errc::temporarily_unavailable, "shutting down"));
-    return impl_->dispatch(std::move(req), std::move(respond), m.route_id, std::move(refresh),
-                           std::move(limits));
   }
   if (impl_->fronts.empty())
-    return respond(errc_response(errc::temporarily_unavailable, "shutting down"));
-  impl_->dispatch(std::move(req), std::move(respond), m.route_id, {}, std::move(limits));
+    return answer(errc_response(errc::temporarily_unavailable, "shutting down"));
+  auto j = std::make_shared<job>();
+  j->route = m.route_id;
+  j->route_pattern = pattern;
+  j->started = started;
+  j->env = &env;
+  j->opaque_token = std::move(refresh);
+  j->limit_checks = std::move(limits.pending);
+  j->limit_report = std::move(limits.report);
+  j->req = std::move(req);
+  j->respond_fn = std::move(respond);
+  impl_->dispatch(std::move(j));
 }
 
 }  // namespace credo::http

@@ -117,6 +117,9 @@ struct revocation_snapshot {
   };
   std::vector<std::pair<std::string, std::int64_t>> tokens;  // jti, exp
   std::vector<cutoff_entry> cutoffs;
+  /// Unix ms when the node that made these revocations sent them to its peers (0: not sent;
+  /// a peer reports now minus this as the propagation lag).
+  std::int64_t sent_at_ms = 0;
 };
 
 /// A rate-limit entity's state (actors/rate_limit_entity.cpp): a token bucket, or the lockout

@@ -1,5 +1,6 @@
 #include "protocols/log.hpp"
 
+#include <atomic>
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -12,6 +13,7 @@ namespace credo::log {
 namespace {
 std::mutex mtx;
 std::string node_name;
+std::atomic<level> min_level{level::info};
 
 const char* name(level l) {
   switch (l) {
@@ -24,12 +26,25 @@ const char* name(level l) {
 }
 }  // namespace
 
+void set_level(level lvl) { min_level.store(lvl, std::memory_order_relaxed); }
+
+bool enabled(level lvl) { return lvl >= min_level.load(std::memory_order_relaxed); }
+
+std::optional<level> parse_level(std::string_view text) {
+  for (auto l : {level::debug, level::info, level::warn, level::error})
+    if (text == name(l))
+      return l;
+  return std::nullopt;
+}
+
 void set_node(std::string_view node) {
   std::lock_guard guard{mtx};
   node_name = node;
 }
 
 void write(level lvl, std::string_view msg, const nlohmann::json& fields) {
+  if (!enabled(lvl))
+    return;
   nlohmann::json line = {{"ts", rfc3339_ms(unix_now_ms())}, {"level", name(lvl)}};
   std::lock_guard guard{mtx};
   line["node"] = node_name;

@@ -444,7 +444,7 @@ typename Inspector::result_type inspect(Inspector& f, revocation_snapshot::cutof
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, revocation_snapshot& x) {
-  return f(caf::meta::type_name("revocation_snapshot"), x.tokens, x.cutoffs);
+  return f(caf::meta::type_name("revocation_snapshot"), x.tokens, x.cutoffs, x.sent_at_ms);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, consent_record& x) {

@@ -9,6 +9,9 @@ packages=(
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev libargon2-dev
   libspdlog-dev libfmt-dev libcli11-dev prometheus-cpp-dev
   postgresql-15 redis-server kcat curl wrk python3 openssl
+  # test only: promtool (metrics and alert rules), docker-compose (compose file validation),
+  # chromium (dashboard page), python3-yaml (manifests and openapi.yaml, via /usr/bin/python3)
+  prometheus docker-compose chromium python3-yaml
 )
 
 missing=()

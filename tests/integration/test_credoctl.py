@@ -1,4 +1,5 @@
-"""credoctl, the operator CLI, against a real credod: health, clients add, keys rotate."""
+"""credoctl, the operator CLI, against a real credod: health, cluster, actors, clients add, keys
+rotate, audit queries."""
 
 import json
 import os
@@ -52,6 +53,39 @@ class CredoctlTest(CredoTestCase):
         after = {k["kid"] for k in self.api.get("/.well-known/jwks.json").json["keys"]}
         self.assertNotIn(kid, before)
         self.assertEqual(after, before | {kid})
+
+    def test_cluster_shows_this_node(self):
+        r = self.ctl("cluster")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        view = json.loads(r.stdout)
+        self.assertEqual(view, self.api.admin("GET", "/admin/cluster").json)
+        self.assertIn("ring_version", view)
+
+    def test_actors_lists_every_kind(self):
+        r = self.ctl("actors")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        kinds = {s["kind"] for s in json.loads(r.stdout)["supervisors"]}
+        self.assertEqual(kinds, {"session", "consent", "rate_limit", "audit_publisher"})
+
+    def test_audit_filters_by_subject_and_limit(self):
+        user = self.api.register_user()
+        self.api.login(user.email, user.password)
+        self.api.login(user.email, user.password)
+        r = self.ctl("audit", "--subject", user.id, "--limit", "2")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        events = json.loads(r.stdout)["events"]
+        self.assertEqual(len(events), 2, events)
+        self.assertTrue(all(e["subject"] == user.id for e in events), events)
+        self.assertEqual(events, self.api.audit(subject=user.id, limit=2))
+        bad = self.ctl("audit", "--limit", "0")
+        self.assertNotEqual(bad.returncode, 0, "--limit 0 must be refused")
+
+    def test_unreachable_node_exits_2(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CREDO_")}
+        r = subprocess.run([credoctl_path(), "--url", "http://127.0.0.1:1", "cluster"], env=env,
+                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("credoctl:", r.stderr)
 
     def test_wrong_admin_token_fails(self):
         r = self.ctl("keys", "rotate", token="wrong")
