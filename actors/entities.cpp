@@ -15,12 +15,20 @@ struct key_fn {
 
 // Spawned functions always take an argument: CAF 0.17.6's init_fun_factory dereferences a null
 // tuple pointer for argument-less functions (UBSan reports it).
-caf::behavior hasher(caf::event_based_actor*, int /*worker*/) {
+// Once the node stops, queued hashes are not worked off (their connections are gone, and the
+// process would wait for them): they fail at once.
+caf::behavior hasher(caf::event_based_actor*, int /*worker*/,
+                     std::shared_ptr<const std::atomic<bool>> stopping) {
   return {
-    [](protocols::hash_password_atom, const std::string& password) {
+    [stopping](protocols::hash_password_atom, const std::string& password) -> caf::result<std::string> {
+      if (stopping->load())
+        return caf::make_error(errc::temporarily_unavailable, "node is stopping");
       return protocols::hash_password(password);
     },
-    [](protocols::verify_password_atom, const std::string& password, const std::string& hash) {
+    [stopping](protocols::verify_password_atom, const std::string& password,
+               const std::string& hash) -> caf::result<bool> {
+      if (stopping->load())
+        return caf::make_error(errc::temporarily_unavailable, "node is stopping");
       return protocols::verify_password(password, hash);
     },
   };
@@ -83,7 +91,10 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
     buckets, h.rate_limit_stats, options,
     registry_placement{own, protocols::entity_kind::rate_limit, in_flight});
   auto worker = std::make_shared<int>(0);
-  auto factory = [&sys, worker] { return sys.spawn<caf::detached>(hasher, ++*worker); };
+  std::shared_ptr<const std::atomic<bool>> stopping = h.stopping;
+  auto factory = [&sys, worker, stopping] {
+    return sys.spawn<caf::detached>(hasher, ++*worker, stopping);
+  };
   h.hasher = caf::actor_pool::make(sys.dummy_execution_unit(),
                                    static_cast<std::size_t>(std::max(1, hasher_threads)), factory,
                                    caf::actor_pool::round_robin());
@@ -91,6 +102,7 @@ entity_handles spawn_entities(caf::actor_system& sys, context_ptr ctx, registry_
 }
 
 void stop_entities(const entity_handles& h) {
+  h.stopping->store(true);
   for (auto& a : {h.sessions, h.consents, h.rate_limits, h.hasher, h.audit_writer})
     if (a)
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);

@@ -17,6 +17,8 @@ struct entity_handles {
   caf::actor rate_limits;  // registry: bucket_take, lockout_begin, lockout_end
   caf::actor hasher;    // pool: (hash_password_atom, pw) -> string; (verify_password_atom, pw, hash) -> bool
   caf::actor audit_writer;  // group commits of the session entities' audit events
+  /// Set by stop_entities: the hasher pool refuses queued work.
+  std::shared_ptr<std::atomic<bool>> stopping = std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<supervisor_stats> session_stats;
   std::shared_ptr<supervisor_stats> consent_stats;
   std::shared_ptr<supervisor_stats> rate_limit_stats;

@@ -480,11 +480,18 @@ int main(int argc, char** argv) {
     int sig = 0;
     sigwait(&signals, &sig);
     credo::log::info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
-    server.stop(std::chrono::milliseconds{opt.shutdown_grace_ms});
+    // Leave the cluster first: the survivors own this node's keys from now on, this node's
+    // entities hand off (finishing what they were sent), and the requests still arriving or in
+    // flight here during the drain are routed to the survivors.
+    const auto grace = std::chrono::milliseconds{opt.shutdown_grace_ms};
+    if (svo.cluster.membership
+        && !credo::cluster::leave_cluster(sys, svo.cluster.membership,
+                                          std::min(grace, std::chrono::milliseconds{3000})))
+      credo::log::warn("cluster leave not acknowledged in time; stopping anyway",
+                       nlohmann::json::object());
+    server.stop(grace);
     svc_ptr.store(nullptr);
     svc->shutdown();
-    // Leave the cluster before the entities stop: peers see the membership actor go, and
-    // route this node's keys to the survivors, which load them from the shared stores.
     if (svo.cluster.membership)
       caf::anon_send_exit(svo.cluster.membership, caf::exit_reason::user_shutdown);
     svc.reset();

@@ -42,9 +42,11 @@ struct membership_state {
   std::map<caf::actor_addr, std::string> by_addr;   // peer membership actor -> node name
   std::set<std::string> connecting;                 // addresses with a join under way
   std::map<std::string, std::int64_t> issued;       // responder nonces -> issued at (ms)
+  std::map<caf::actor_addr, std::string> retired;  // peers that left gracefully, still linked
   std::int64_t ring_version = 1;
   int ticks_ready = 0;  // ticks since the node became ready
   bool settled = false;
+  bool leaving = false;  // this node is stopping: out of its own ring, admits no one
   static inline const char* name = "cluster_membership";
 };
 
@@ -96,7 +98,8 @@ void publish_ring(membership_actor* self, bool members_left = false) {
       m.registries[k] = c.registries[k];
     r->members.push_back(std::move(m));
   };
-  add(st.self_card);
+  if (!st.leaving)  // a leaving node routes every key to the others (none left: to itself)
+    add(st.self_card);
   for (auto& [name, p] : st.peers)
     add(p.card);
   st.cfg.own->replace(std::move(r));
@@ -167,8 +170,32 @@ void add_member(membership_actor* self, const member_card& card) {
   settle(self);
 }
 
+/// A peer is stopping (graceful leave): out of the ring at once. Its entities still answer what
+/// was sent to them before; its down message later fails only what is left then.
+void retire_member(membership_actor* self, const caf::actor_addr& who) {
+  auto& st = self->state;
+  auto i = st.by_addr.find(who);
+  if (i == st.by_addr.end())
+    return;
+  auto name = i->second;
+  st.retired[who] = name;
+  st.by_addr.erase(i);
+  st.peers.erase(name);
+  log::info("cluster member leaving", {{"member", name}});
+  changed(self, false);
+}
+
 void remove_member(membership_actor* self, const caf::actor_addr& who, const caf::error& why) {
   auto& st = self->state;
+  if (auto r = st.retired.find(who); r != st.retired.end()) {
+    auto name = r->second;
+    st.retired.erase(r);
+    log::info("cluster member left", {{"member", name}});
+    // Calls still unanswered have lost their node; a new incarnation's calls are its own.
+    if (!st.peers.count(name) && st.cfg.on_peer_down)
+      st.cfg.on_peer_down(name);
+    return;
+  }
   auto i = st.by_addr.find(who);
   if (i == st.by_addr.end())
     return;
@@ -187,7 +214,7 @@ void connect(membership_actor* self, const std::string& address) {
   auto& st = self->state;
   std::string host;
   std::uint16_t port = 0;
-  if (address == st.self_card.address || st.connecting.count(address)
+  if (st.leaving || address == st.self_card.address || st.connecting.count(address)
       || !split_address(address, host, port))
     return;
   for (auto& [name, p] : st.peers)
@@ -282,12 +309,13 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg)
       for (auto& [name, p] : st.peers)
         send_view(self, p.card.membership);
       if (is_ready(st)) {
+        // Alone: no seeds, or every attempt since the last tick ended without a member (the
+        // first node of a cluster, or all seeds down). Checked before this tick's attempts
+        // start, or a seed that stays down would keep `connecting` busy for ever.
+        if (st.ticks_ready++ > 0 && st.connecting.empty() && st.peers.empty())
+          settle(self);
         for (auto& seed : st.cfg.seeds)
           connect(self, seed);
-        // Alone: no seeds, or every first attempt ended without a member (the first node of
-        // a cluster, or all seeds down).
-        if (++st.ticks_ready > 1 && st.connecting.empty() && st.peers.empty())
-          settle(self);
       }
       publish_status(self);
       self->delayed_send(self, st.cfg.tick, caf::tick_atom::value);
@@ -296,6 +324,8 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg)
       auto& st = self->state;
       if (!is_ready(st))
         return caf::make_error(errc::temporarily_unavailable, "node is starting");
+      if (st.leaving)
+        return caf::make_error(errc::temporarily_unavailable, "node is leaving");
       if (c.nonce.empty() || c.nonce.size() > max_nonce)
         return caf::make_error(errc::invalid_request, "bad nonce");
       if (st.issued.size() >= max_issued_nonces)
@@ -334,6 +364,40 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg)
       if (v.addresses.size() <= max_addresses && is_ready(st))
         for (auto& a : v.addresses)
           connect(self, a);
+    },
+    // From a peer: it is stopping. From this node (credod on SIGTERM): tell every peer, and
+    // once each took this node out of its ring (or did not answer in time), leave the ring
+    // here too, so that local entities hand off and local requests go to the owners.
+    [self](protocols::leave_atom) -> caf::result<bool> {
+      auto& st = self->state;
+      if (from_peer(self)) {
+        retire_member(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
+        return true;
+      }
+      if (!from_this_node(self) || st.leaving)
+        return false;
+      st.leaving = true;
+      auto rp = self->make_response_promise<bool>();
+      auto finish = [self, rp]() mutable {
+        publish_ring(self);
+        publish_status(self);
+        log::info("cluster left", {{"members", self->state.peers.size()}});
+        rp.deliver(true);
+      };
+      if (st.peers.empty()) {
+        finish();
+        return rp;
+      }
+      auto pending = std::make_shared<std::size_t>(st.peers.size());
+      auto one_done = [pending, finish]() mutable {
+        if (--*pending == 0)
+          finish();
+      };
+      for (auto& [name, p] : st.peers)
+        self->request(p.card.membership, st.cfg.connect_timeout, protocols::leave_atom::value)
+          .then([one_done](bool) mutable { one_done(); },
+                [one_done](caf::error&) mutable { one_done(); });
+      return rp;
     },
     [self](persistence::revocation_snapshot& s) {
       auto& st = self->state;
@@ -430,6 +494,17 @@ void broadcast_revocations(const caf::actor& membership, persistence::revocation
 void broadcast_keys_changed(const caf::actor& membership) {
   if (membership)
     caf::anon_send(membership, protocols::keys_changed_atom::value);
+}
+
+bool leave_cluster(caf::actor_system& sys, const caf::actor& membership,
+                   std::chrono::milliseconds timeout) {
+  if (!membership)
+    return true;
+  bool left = false;
+  caf::scoped_actor self{sys};
+  self->request(membership, timeout, protocols::leave_atom::value)
+    .receive([&left](bool ok) { left = ok; }, [](caf::error&) {});
+  return left;
 }
 
 }  // namespace credo::cluster

@@ -119,6 +119,12 @@ result<membership> start_membership(caf::actor_system& sys, membership_config cf
 void broadcast_revocations(const caf::actor& membership, persistence::revocation_snapshot s);
 void broadcast_keys_changed(const caf::actor& membership);
 
+/// Graceful leave (SIGTERM): every peer takes this node out of its ring, then this node does,
+/// so its entities hand off and its fronts route every key to the survivors. Blocks until
+/// then, at most `timeout`; false if that ran out.
+bool leave_cluster(caf::actor_system& sys, const caf::actor& membership,
+                   std::chrono::milliseconds timeout);
+
 /// HMAC proofs of the join handshake (exposed for tests).
 std::string responder_proof(const std::string& secret, const std::string& initiator_nonce,
                             const std::string& responder_nonce);

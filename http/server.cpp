@@ -90,6 +90,7 @@ struct core : std::enable_shared_from_this<core> {
 
   std::atomic<std::size_t> connections{0};
   std::atomic<std::size_t> in_flight{0};  // handler called, response not yet written
+  std::atomic<std::size_t> sorting{0};    // stop(): connections not yet sorted into idle or busy
   std::atomic<bool> stopping{false};      // no new connections, no further keep-alive reads
   std::atomic<bool> closed{false};        // io_context no longer run: late answers are dropped
   std::atomic<int> posting{0};            // responders between the `closed` check and dispatch
@@ -178,11 +179,22 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   /// Any thread. Closes the connection on its strand: always when `force`, else only when it is
-  /// not between handler call and written answer.
+  /// not between handler call and written answer, and no request has arrived on it (that one is
+  /// still answered, with Connection: close: the client sent it before it could know).
   static void post_close(std::shared_ptr<session> s, bool force) {
     auto ex = s->socket_.get_executor();
     net::post(ex, [s = std::move(s), force] {
-      if (force || !s->in_flight_) s->close();
+      if (force) {
+        s->close();
+      } else {
+        if (!s->in_flight_) {
+          if (s->request_arrived())
+            s->begin_in_flight();
+          else
+            s->close();
+        }
+        if (s->core_->sorting.fetch_sub(1) == 1) s->core_->note_answered();
+      }
     });
   }
 
@@ -221,12 +233,24 @@ class session : public std::enable_shared_from_this<session> {
     deadline_.store(no_deadline, std::memory_order_relaxed);
     error_code ec;
     socket_.close(ec);
+    finish_in_flight();
+  }
+
+  /// Bytes of a request are buffered or waiting in the socket.
+  bool request_arrived() {
+    error_code ec;
+    return buffer_.size() > 0 || (parser_ && parser_->got_some())
+           || (socket_.available(ec) > 0 && !ec);
   }
 
   void do_read() {
     if (core_->stopping.load()) {
-      close();
-      return;
+      // A connection accepted just before the stop may carry a request already: serve it.
+      if (!request_arrived()) {
+        close();
+        return;
+      }
+      begin_in_flight();
     }
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(
@@ -311,8 +335,7 @@ class session : public std::enable_shared_from_this<session> {
 
     const std::uint64_t gen = ++generation_;
     pending_.store(gen);
-    in_flight_ = true;
-    core_->in_flight.fetch_add(1);
+    begin_in_flight();
     deadline_.store(no_deadline, std::memory_order_relaxed);  // the handler's time is its own
     try {
       core_->on_request(std::move(req), [self = shared_from_this(), gen](response r) {
@@ -410,6 +433,14 @@ class session : public std::enable_shared_from_this<session> {
     }
     buffer_.commit(n);
     do_linger();
+  }
+
+  /// Counts the connection in the drain stop() waits for: from its request's handler call (or,
+  /// while stopping, from the first bytes of a request) to the written answer.
+  void begin_in_flight() {
+    if (in_flight_) return;
+    in_flight_ = true;
+    core_->in_flight.fetch_add(1);
   }
 
   void finish_in_flight() {
@@ -589,10 +620,14 @@ void server::stop(std::chrono::milliseconds grace) {
   });
 
   // Idle keep-alive connections go now; those awaiting an answer get until the deadline.
-  c.for_each_session([](std::shared_ptr<session> s) { session::post_close(std::move(s), false); });
+  c.for_each_session([&c](std::shared_ptr<session> s) {
+    c.sorting.fetch_add(1);
+    session::post_close(std::move(s), false);
+  });
   {
     std::unique_lock wait_lock(c.drain_mu);
-    c.drain_cv.wait_until(wait_lock, deadline, [&] { return c.in_flight.load() == 0; });
+    c.drain_cv.wait_until(wait_lock, deadline,
+                          [&] { return c.sorting.load() == 0 && c.in_flight.load() == 0; });
   }
   c.for_each_session([](std::shared_ptr<session> s) { session::post_close(std::move(s), true); });
   net::post(c.acceptor.get_executor(), [cp = impl_->c] {

@@ -510,4 +510,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(credo_types, caf::first_custom_type_id)
   CAF_ADD_ATOM(credo_types, credo::protocols, verify_password_atom, "verifypw")
   // Rate-limit entity -> itself: write its bucket behind to the store.
   CAF_ADD_ATOM(credo_types, credo::protocols, flush_atom, "flush")
+  // credod -> its membership actor, and that actor -> every peer: this node is stopping; take
+  // it out of the ring now (docs/decisions/0012-operability.md, graceful leave).
+  CAF_ADD_ATOM(credo_types, credo::protocols, leave_atom, "leave")
 CAF_END_TYPE_ID_BLOCK(credo_types)

@@ -11,6 +11,7 @@ not asserted: the tests poll with generous bounds and print what they observed."
 import concurrent.futures
 import secrets
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -429,6 +430,22 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(member_names(own), {intruder.node_id},
                          f"the intruder's own view lists only itself: {own}")
         self.assertTrue(intruder.server.running, "a refused join is not a reason to exit")
+
+
+@skip_without_backends
+class ClusterStartTest(unittest.TestCase):
+
+    def test_a_node_whose_seeds_are_all_down_starts_alone(self):
+        # Ports nothing listens on: bound once, then closed.
+        dead = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                dead.append(f"127.0.0.1:{s.getsockname()[1]}")
+        node = start_node(self.addCleanup, cluster_secret(), seeds=dead)  # polls /health/ready
+        self.assertEqual(member_names(cluster_view(node)), {node.node_id})
+        user, tokens = node.api.new_user_session()
+        self.assertTrue(node.api.is_active(tokens["access_token"]), "a lone node serves")
 
 
 # --------------------------------------------------------------------------------------------
