@@ -25,6 +25,7 @@ from cluster_harness import (ADDRESS_RE, CONVERGE_S, RETRY_S, Node, cluster_addr
                              wait_converged)
 from credo_harness import (CredoServer, Response, credod_path, parse_redirect, parse_rfc3339,
                            pkce_pair, server_env, unique_id)
+from test_metrics import check_exposition
 
 
 SUPERVISOR_KINDS = {"session", "consent", "rate_limit", "audit_publisher"}
@@ -273,6 +274,7 @@ class ClusterTest(unittest.TestCase):
             self.assertEqual((status, checks.get("cluster")), (200, "ok"),
                              f"/health/ready of {node.node_id}: {checks}")
             metrics = node.api.get("/metrics").text
+            check_exposition(self, metrics, f"/metrics of {node.node_id}")  # every family
             self.assertIn("\ncredo_cluster_members 3\n", metrics, f"/metrics of {node.node_id}")
             self.assertRegex(metrics, r"\ncredo_cluster_ring_version [1-9][0-9]*\n",
                              f"/metrics of {node.node_id}")

@@ -8,37 +8,9 @@ import subprocess
 import unittest
 
 from credo_harness import CredoTestCase, pkce_pair, raw_request
+from metrics_contract import HTTP_BUCKETS, METRICS
 
-# The metric families every node exports, whatever is configured (docs/operations/metrics.md lists
-# what each one means).
-# Alert rules and the Grafana dashboard may use only these (tests/integration/test_alert_rules.py).
-FAMILIES = {
-    "credo_http_request_duration_seconds": "histogram",
-    "credo_refresh_token_reuse_total": "counter",
-    "credo_consent_gating_failures_total": "counter",
-    "credo_revocation_writes_total": "counter",
-    "credo_revocation_write_failures_total": "counter",
-    "credo_revocation_propagation_lag_seconds": "histogram",
-    "credo_actor_live": "gauge",
-    "credo_actor_restarts_total": "counter",
-    "credo_actor_failures_total": "counter",
-    "credo_actor_mailbox_high_water": "gauge",
-    "credo_backend_up": "gauge",
-    "credo_backend_configured": "gauge",
-    "credo_audit_outbox_depth": "gauge",
-    "credo_audit_outbox_published_total": "counter",
-    "credo_audit_outbox_publish_failures_total": "counter",
-    "credo_audit_outbox_publish_latency_seconds": "gauge",
-    "credo_cluster_members": "gauge",
-    "credo_cluster_ring_version": "gauge",
-    "credo_cluster_requests_in_flight": "gauge",
-    "credo_rate_limit_denials_total": "counter",
-    "credo_rate_limit_lockouts_total": "counter",
-    "credo_rate_limit_owner_calls_total": "counter",
-    "credo_build_info": "gauge",
-    "credo_uptime_seconds": "gauge",
-}
-
+FAMILIES = {name: kind for name, (kind, _) in METRICS.items()}
 ACTOR_KINDS = {"session", "consent", "rate_limit", "audit_publisher"}
 
 
@@ -74,6 +46,16 @@ def check_exposition(test: unittest.TestCase, text: str, where: str) -> None:
     extra = sorted(n for n in found if n.startswith("credo_") and n not in FAMILIES)
     test.assertFalse(extra, f"{where}: families not in the contract (add them to FAMILIES, "
                             f"the dashboard and docs): {extra}")
+    for name, (kind, labels) in METRICS.items():
+        suffixes = ("_bucket", "_count", "_sum") if kind == "histogram" else ("",)
+        for suffix in suffixes:
+            allowed = set(labels) | ({"le"} if suffix == "_bucket" else set())
+            for got, _ in samples(text, name + suffix):
+                test.assertLessEqual(set(got), allowed, f"{where}: labels of {name}{suffix}")
+    bounds = {l["le"] for l, _ in samples(text, "credo_http_request_duration_seconds_bucket")}
+    if bounds:  # the alert rules' latency SLI reads le="0.25" and le="1"
+        test.assertEqual(bounds, {f"{b:g}" for b in HTTP_BUCKETS} | {"+Inf"},
+                         f"{where}: bucket bounds")
     kinds = {l.get("kind") for l, _ in samples(text, "credo_actor_restarts_total")}
     test.assertEqual(kinds, ACTOR_KINDS, f"{where}: credo_actor_restarts_total kinds")
     promtool = shutil.which("promtool")
