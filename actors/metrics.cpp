@@ -1,5 +1,6 @@
 #include "actors/metrics.hpp"
 
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -64,7 +65,10 @@ class counted_revocations final : public persistence::revocation_store {
 
 }  // namespace
 
+std::atomic<std::uint64_t> next_metrics_id{1};
+
 struct node_metrics::impl {
+  const std::uint64_t id = next_metrics_id.fetch_add(1);
   prometheus::Registry registry;
   prometheus::Counter& reuse =
     prometheus::BuildCounter()
@@ -104,8 +108,7 @@ struct node_metrics::impl {
             "authenticated OAuth client.")
       .Register(registry);
 
-  std::mutex mtx;  // the caches below; the prometheus objects are thread-safe themselves
-  std::unordered_map<std::string, Histogram*> http_series;
+  std::mutex mtx;  // clients; the prometheus objects are thread-safe themselves
   std::unordered_set<std::string> clients;
   prometheus::Counter* consent_series[3][2] = {};
 
@@ -139,10 +142,20 @@ void node_metrics::revocation_propagated(double seconds) {
 
 void node_metrics::http_request(std::string_view route, std::string_view method, int status,
                                 std::string_view client, double seconds) {
-  auto code = std::to_string(status);
-  std::string key;
-  key.reserve(route.size() + method.size() + client.size() + 8);
-  key.append(route).append(1, ' ').append(method).append(1, ' ').append(code).append(1, ' ');
+  // Each thread keeps the series it has used: after warm-up a request costs one lookup in its
+  // own table and the histogram's own lock. The key buffer is reused, so nothing allocates.
+  thread_local std::unordered_map<std::string, Histogram*> mine;
+  thread_local std::uint64_t owner = 0;
+  thread_local std::string key;
+  if (owner != impl_->id) {  // another node_metrics (tests make several): start afresh
+    mine.clear();
+    owner = impl_->id;
+  }
+  key.clear();
+  key.append(route).append(1, ' ').append(method).append(1, ' ');
+  key.append(std::to_string(status)).append(1, ' ').append(client);
+  if (auto it = mine.find(key); it != mine.end())
+    return it->second->Observe(seconds);
   Histogram* h = nullptr;
   {
     std::lock_guard guard{impl_->mtx};
@@ -153,18 +166,13 @@ void node_metrics::http_request(std::string_view route, std::string_view method,
       else
         label = "other";
     }
-    key.append(label);
-    if (auto it = impl_->http_series.find(key); it != impl_->http_series.end()) {
-      h = it->second;
-    } else {
-      h = &impl_->http.Add({{"route", std::string{route}},
-                            {"method", std::string{method}},
-                            {"status", code},
-                            {"client", std::string{label}}},
-                           http_buckets);
-      impl_->http_series.emplace(std::move(key), h);
-    }
+    h = &impl_->http.Add({{"route", std::string{route}},
+                          {"method", std::string{method}},
+                          {"status", std::to_string(status)},
+                          {"client", std::string{label}}},
+                         http_buckets);
   }
+  mine.emplace(key, h);
   h->Observe(seconds);
 }
 

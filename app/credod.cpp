@@ -467,7 +467,7 @@ int main(int argc, char** argv) {
       credo::log::warn("fault injection is enabled: entities can be crashed through the admin API",
                        nlohmann::json::object());
     if (generated_admin)
-      credo::log::info("generated admin token (shown once; set CREDO_ADMIN_TOKEN to choose one)",
+      credo::log::lifecycle("generated admin token (shown once; set CREDO_ADMIN_TOKEN to choose one)",
                        {{"admin_token", admin_token}});
     nlohmann::json listening{{"url", url},
                              {"issuer", ctx->tokens.issuer},
@@ -475,11 +475,11 @@ int main(int argc, char** argv) {
                              {"pid", static_cast<long>(getpid())}};
     if (!cluster_address.empty())
       listening["cluster"] = cluster_address;
-    credo::log::info("listening", listening);
+    credo::log::lifecycle("listening", listening);
 
     int sig = 0;
     sigwait(&signals, &sig);
-    credo::log::info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    credo::log::lifecycle("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
     // Leave the cluster first: the survivors own this node's keys from now on, this node's
     // entities hand off (finishing what they were sent), and the requests still arriving or in
     // flight here during the drain are routed to the survivors.
@@ -499,6 +499,6 @@ int main(int argc, char** argv) {
     if (publisher)
       caf::anon_send_exit(publisher, caf::exit_reason::user_shutdown);
   }
-  credo::log::info("stopped", nlohmann::json::object());
+  credo::log::lifecycle("stopped", nlohmann::json::object());
   return 0;
 }

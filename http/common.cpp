@@ -25,17 +25,8 @@ void observe_request(const front_env& env, std::string_view route, const request
   // Probes and scrapes come every few seconds from every orchestrator: debug, not info.
   auto level = route.starts_with("/health") || route == "/metrics" ? log::level::debug
                                                                    : log::level::info;
-  if (!log::enabled(level))
-    return;
-  nlohmann::json fields = {{"request_id", req.request_id},
-                           {"method", method},
-                           {"route", route},
-                           {"status", status},
-                           {"latency_ms", std::round(seconds * 1e6) / 1e3},
-                           {"ip", req.remote_ip}};
-  if (!req.client_id.empty())
-    fields["client_id"] = req.client_id;
-  log::write(level, "request", fields);
+  log::request(level, {req.request_id, method, route, req.remote_ip, req.client_id, status,
+                       std::round(seconds * 1e6) / 1e3});
 }
 
 void job::respond(response r) {

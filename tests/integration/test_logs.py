@@ -16,7 +16,7 @@ class NoSecretsInLogsTest(CredoTestCase):
         user = api.register_user(password="Log-Test-Password-1")
         secrets_seen["password"] = user.password
         wrong_password = "Wrong-Log-Password-2"
-        api.post_json("/auth/login", {"email": user.email, "password": wrong_password})
+        failed_login = api.post_json("/auth/login", {"email": user.email, "password": wrong_password})
         secrets_seen["wrong password"] = wrong_password
 
         tokens = api.login(user.email, user.password)
@@ -74,6 +74,20 @@ class NoSecretsInLogsTest(CredoTestCase):
             except ValueError:
                 self.fail(f"stdout line is not JSON: {line[:200]!r}")
             self.assertIsInstance(record, dict, f"stdout line is not a JSON object: {line[:200]!r}")
+
+        # One line per answered request, with what an operator searches by.
+        requests = [r for r in self.server.log_records() if r.get("msg") == "request"]
+        by_id = {r.get("request_id"): r for r in requests}
+        line = by_id.get(failed_login.header("x-request-id"))
+        self.assertIsNotNone(line, "no request line carries the failed login's X-Request-ID")
+        self.assertEqual((line.get("method"), line.get("route"), line.get("status")),
+                         ("POST", "/auth/login", failed_login.status), line)
+        self.assertIsInstance(line.get("latency_ms"), (int, float), line)
+        self.assertEqual(line.get("level"), "info", line)
+        self.assertTrue(line.get("node"), line)
+        grants = [r for r in requests if r.get("route") == "/auth/token" and r.get("status") == 200
+                  and r.get("client_id") == client.client_id]
+        self.assertTrue(grants, "no request line names the authenticated client of a grant")
 
 
 class ProcessContractTest(unittest.TestCase):
