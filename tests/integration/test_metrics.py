@@ -80,8 +80,11 @@ class MetricsTest(CredoTestCase):
         text = self.metrics()
         check_exposition(self, text, "single node")
         self.assertEqual(value(text, "credo_cluster_members"), 1)
-        for backend in ("postgres", "redis", "kafka"):
-            self.assertEqual(value(text, "credo_backend_configured", backend=backend), 0, backend)
+        checks = self.api.get("/health").json["checks"]  # "disabled": not configured
+        for backend, check in (("postgres", "database"), ("redis", "redis"), ("kafka", "kafka")):
+            configured = 0 if checks[check] == "disabled" else 1
+            self.assertEqual(value(text, "credo_backend_configured", backend=backend), configured,
+                             f"{backend}: /health says {checks[check]}")
         build = samples(text, "credo_build_info")
         self.assertEqual(len(build), 1, build)
         self.assertTrue(build[0][0].get("node") and build[0][0].get("version"), build)
