@@ -1,6 +1,7 @@
 #include "cluster/membership.hpp"
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include <caf/all.hpp>
@@ -14,9 +15,34 @@
 #include "protocols/crypto.hpp"
 #include "protocols/log.hpp"
 
+namespace credo::cluster::detail {
+
+// Commands from this node's own threads (credod, the revocation mirror). Their types cannot
+// cross the network (no type id), so no peer, and no stranger on an insecure link, can send
+// them: only `leave_atom`, revocations and `keys_changed_atom` from members come from outside.
+struct local_leave {
+  std::chrono::milliseconds timeout;
+};
+struct local_leave_deadline {};
+struct local_revocations {
+  persistence::revocation_snapshot snapshot;
+};
+struct local_keys_changed {};
+
+}  // namespace credo::cluster::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_leave)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_leave_deadline)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_revocations)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_keys_changed)
+
 namespace credo::cluster {
 namespace {
 
+using detail::local_keys_changed;
+using detail::local_leave;
+using detail::local_leave_deadline;
+using detail::local_revocations;
 using protocols::cluster_challenge;
 using protocols::cluster_challenge_reply;
 using protocols::cluster_hello;
@@ -45,8 +71,12 @@ struct membership_state {
   std::map<caf::actor_addr, std::string> retired;  // peers that left gracefully, still linked
   std::int64_t ring_version = 1;
   int ticks_ready = 0;  // ticks since the node became ready
+  std::int64_t alone_since_ms = 0;  // every seed attempt failing since then (0: not alone)
+  std::int64_t seed_busy_ms = 0;    // last time a seed answered "starting" or "leaving"
   bool settled = false;
   bool leaving = false;  // this node is stopping: out of its own ring, admits no one
+  std::optional<caf::typed_response_promise<bool>> leave_promise;  // until every peer answered
+  std::size_t leave_pending = 0;
   static inline const char* name = "cluster_membership";
 };
 
@@ -125,7 +155,7 @@ void send_view(membership_actor* self, const caf::actor& to) {
 
 void settle(membership_actor* self) {
   auto& st = self->state;
-  if (st.settled)
+  if (st.settled || st.leaving)
     return;
   st.settled = true;
   st.cfg.own->set_serving();
@@ -144,7 +174,7 @@ void changed(membership_actor* self, bool members_left) {
 
 void add_member(membership_actor* self, const member_card& card) {
   auto& st = self->state;
-  if (card.node == st.self_card.node)
+  if (card.node == st.self_card.node || st.leaving)  // a join that completes while leaving
     return;
   bool replaced = false;
   if (auto i = st.peers.find(card.node); i != st.peers.end()) {
@@ -208,6 +238,26 @@ void remove_member(membership_actor* self, const caf::actor_addr& who, const caf
     st.cfg.on_peer_down(name);
 }
 
+/// The leave is over (every peer answered, or its time ran out): out of this node's own ring,
+/// so its entities hand off and its fronts route every key to the survivors.
+void finish_leave(membership_actor* self) {
+  auto& st = self->state;
+  if (!st.leave_promise)
+    return;
+  publish_ring(self);
+  publish_status(self);
+  log::info("cluster left", {{"members", st.peers.size()}, {"unanswered", st.leave_pending}});
+  st.leave_promise->deliver(true);
+  st.leave_promise.reset();
+}
+
+/// A join attempt failed because the peer is starting or leaving: a cluster may be there.
+void note_refusal(membership_actor* self, const caf::error& e) {
+  if (e.category() == caf::detail::error_factory<errc>::category
+      && e.code() == static_cast<std::uint8_t>(errc::temporarily_unavailable))
+    self->state.seed_busy_ms = unix_now_ms();
+}
+
 /// Joins the node at `address`: connect (asynchronously, through the middleman actor: a
 /// blocking remote_actor could hang on a hung peer), then the two-step handshake.
 void connect(membership_actor* self, const std::string& address) {
@@ -264,9 +314,15 @@ void connect(membership_actor* self, const std::string& address) {
                       for (auto& a : w.addresses)
                         connect(self, a);
                   },
-                  [done, address](caf::error&) { done(); });
+                  [self, done](caf::error& e) {
+                    note_refusal(self, e);
+                    done();
+                  });
             },
-            [done](caf::error&) { done(); });
+            [self, done](caf::error& e) {
+              note_refusal(self, e);
+              done();
+            });
       },
       [done](caf::error&) { done(); });
 }
@@ -278,11 +334,6 @@ bool is_ready(const membership_state& st) {
 bool from_peer(membership_actor* self) {
   auto sender = self->current_sender();
   return sender && self->state.by_addr.count(caf::actor_cast<caf::actor_addr>(sender)) > 0;
-}
-
-bool from_this_node(membership_actor* self) {
-  auto sender = self->current_sender();
-  return !sender || sender->node() == self->node();
 }
 
 caf::behavior membership_behavior(membership_actor* self, membership_config cfg) {
@@ -309,10 +360,20 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg)
       for (auto& [name, p] : st.peers)
         send_view(self, p.card.membership);
       if (is_ready(st)) {
-        // Alone: no seeds, or every attempt since the last tick ended without a member (the
-        // first node of a cluster, or all seeds down). Checked before this tick's attempts
-        // start, or a seed that stays down would keep `connecting` busy for ever.
-        if (st.ticks_ready++ > 0 && st.connecting.empty() && st.peers.empty())
+        // Alone: no seeds, or every seed attempt has failed for two connect timeouts with no
+        // seed saying it is starting or leaving (all seeds down). One failed round is not
+        // enough: a slow or restarting seed would split the cluster. Checked before this
+        // tick's attempts start, or a seed that stays down would keep `connecting` busy.
+        if (st.ticks_ready++ > 0 && st.connecting.empty() && st.peers.empty()) {
+          auto quiet_since = std::max(st.alone_since_ms, st.seed_busy_ms);
+          if (st.alone_since_ms == 0)
+            st.alone_since_ms = now;
+          else if (st.cfg.seeds.empty() || now - quiet_since >= 2 * st.cfg.connect_timeout.count())
+            settle(self);
+        } else if (!st.peers.empty()) {
+          st.alone_since_ms = 0;
+        }
+        if (st.cfg.seeds.empty())
           settle(self);
         for (auto& seed : st.cfg.seeds)
           connect(self, seed);
@@ -336,6 +397,8 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg)
     },
     [self](cluster_hello& h) -> caf::result<cluster_welcome> {
       auto& st = self->state;
+      if (st.leaving)
+        return caf::make_error(errc::temporarily_unavailable, "node is leaving");
       auto i = st.issued.find(h.nonce);
       if (i == st.issued.end())
         return caf::make_error(errc::invalid_client, "unknown or used nonce");
@@ -365,57 +428,53 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg)
         for (auto& a : v.addresses)
           connect(self, a);
     },
-    // From a peer: it is stopping. From this node (credod on SIGTERM): tell every peer, and
-    // once each took this node out of its ring (or did not answer in time), leave the ring
-    // here too, so that local entities hand off and local requests go to the owners.
-    [self](protocols::leave_atom) -> caf::result<bool> {
+    // A peer is stopping.
+    [self](protocols::leave_atom) {
+      if (!from_peer(self))
+        return false;
+      retire_member(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      return true;
+    },
+    // This node is stopping (credod on SIGTERM): tell every peer; once each took this node out
+    // of its ring, or when `timeout` runs out, leave this node's own ring too.
+    [self](local_leave& l) -> caf::result<bool> {
       auto& st = self->state;
-      if (from_peer(self)) {
-        retire_member(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
-        return true;
-      }
-      if (!from_this_node(self) || st.leaving)
+      if (st.leaving)
         return false;
       st.leaving = true;
       auto rp = self->make_response_promise<bool>();
-      auto finish = [self, rp]() mutable {
-        publish_ring(self);
-        publish_status(self);
-        log::info("cluster left", {{"members", self->state.peers.size()}});
-        rp.deliver(true);
-      };
+      st.leave_promise = rp;
+      st.leave_pending = st.peers.size();
       if (st.peers.empty()) {
-        finish();
+        finish_leave(self);
         return rp;
       }
-      auto pending = std::make_shared<std::size_t>(st.peers.size());
-      auto one_done = [pending, finish]() mutable {
-        if (--*pending == 0)
-          finish();
+      auto one_done = [self] {
+        if (--self->state.leave_pending == 0)
+          finish_leave(self);
       };
       for (auto& [name, p] : st.peers)
-        self->request(p.card.membership, st.cfg.connect_timeout, protocols::leave_atom::value)
-          .then([one_done](bool) mutable { one_done(); },
-                [one_done](caf::error&) mutable { one_done(); });
+        self->request(p.card.membership, l.timeout, protocols::leave_atom::value)
+          .then([one_done](bool) { one_done(); }, [one_done](caf::error&) { one_done(); });
+      self->delayed_send(self, l.timeout, local_leave_deadline{});
       return rp;
     },
+    [self](local_leave_deadline) { finish_leave(self); },
+    [self](local_revocations& r) {
+      for (auto& [name, p] : self->state.peers)
+        self->send(p.card.membership, r.snapshot);
+    },
     [self](persistence::revocation_snapshot& s) {
-      auto& st = self->state;
-      if (from_this_node(self)) {
-        for (auto& [name, p] : st.peers)
-          self->send(p.card.membership, s);
-      } else if (from_peer(self) && st.cfg.on_revocations) {
-        st.cfg.on_revocations(s);
-      }
+      if (from_peer(self) && self->state.cfg.on_revocations)
+        self->state.cfg.on_revocations(s);
+    },
+    [self](local_keys_changed) {
+      for (auto& [name, p] : self->state.peers)
+        self->send(p.card.membership, protocols::keys_changed_atom::value);
     },
     [self](protocols::keys_changed_atom) {
-      auto& st = self->state;
-      if (from_this_node(self)) {
-        for (auto& [name, p] : st.peers)
-          self->send(p.card.membership, protocols::keys_changed_atom::value);
-      } else if (from_peer(self) && st.cfg.on_keys_changed) {
-        st.cfg.on_keys_changed();
-      }
+      if (from_peer(self) && self->state.cfg.on_keys_changed)
+        self->state.cfg.on_keys_changed();
     },
   };
 }
@@ -488,12 +547,12 @@ result<membership> start_membership(caf::actor_system& sys, membership_config cf
 
 void broadcast_revocations(const caf::actor& membership, persistence::revocation_snapshot s) {
   if (membership)
-    caf::anon_send(membership, std::move(s));
+    caf::anon_send(membership, local_revocations{std::move(s)});
 }
 
 void broadcast_keys_changed(const caf::actor& membership) {
   if (membership)
-    caf::anon_send(membership, protocols::keys_changed_atom::value);
+    caf::anon_send(membership, local_keys_changed{});
 }
 
 bool leave_cluster(caf::actor_system& sys, const caf::actor& membership,
@@ -502,7 +561,8 @@ bool leave_cluster(caf::actor_system& sys, const caf::actor& membership,
     return true;
   bool left = false;
   caf::scoped_actor self{sys};
-  self->request(membership, timeout, protocols::leave_atom::value)
+  // The membership actor ends the leave at `timeout` itself; the margin covers the hop.
+  self->request(membership, timeout + std::chrono::milliseconds{500}, local_leave{timeout})
     .receive([&left](bool ok) { left = ok; }, [](caf::error&) {});
   return left;
 }

@@ -10,7 +10,7 @@
 namespace credo::http {
 
 void observe_request(const front_env& env, std::string_view route, const request& req,
-                     int status, std::chrono::steady_clock::time_point started) {
+                     int status, std::chrono::steady_clock::time_point started) noexcept try {
   auto seconds =
     std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   // An unmatched request names any method it likes: only the standard ones become labels.
@@ -27,6 +27,8 @@ void observe_request(const front_env& env, std::string_view route, const request
                                                                    : log::level::info;
   log::request(level, {req.request_id, method, route, req.remote_ip, req.client_id, status,
                        std::round(seconds * 1e6) / 1e3});
+} catch (...) {
+  // Out of memory or no thread for the log flusher: the answer goes out all the same.
 }
 
 void job::respond(response r) {

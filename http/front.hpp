@@ -16,6 +16,7 @@
 #include "actors/context.hpp"
 #include "actors/entities.hpp"
 #include "http/message.hpp"
+#include "http/router.hpp"
 #include "http/service.hpp"
 #include "protocols/crypto.hpp"
 #include "protocols/messages.hpp"
@@ -30,9 +31,11 @@ struct front_env;
 struct job {
   request req;
   int route = -1;
-  std::string_view route_pattern;  // "/auth/sessions/{id}": the metrics and log label
+  std::string_view route_pattern;  // "/auth/sessions/{id}", in env->routes: the metrics label
   std::chrono::steady_clock::time_point started;  // when the server handed the request over
-  const front_env* env = nullptr;  // set: the answer is observed (metrics, request log)
+  /// Kept alive by the job: an answer may come after the service shut down (a reply queued
+  /// behind the front's exit, a peer's death failing the call from the membership actor).
+  std::shared_ptr<const front_env> env;
   std::string opaque_token;  // introspection of a refresh token, found on the I/O thread
   responder respond_fn;
   std::atomic<bool> answered{false};  // a node's death may answer it from another thread
@@ -53,6 +56,7 @@ struct front_env {
   limiter limits;
   std::int64_t started_at = 0;
   std::string discovery_body;  // depends only on the issuer: serialised once at start
+  router routes;  // jobs' route_pattern points into it
   front_env(actors::context_ptr c, actors::entity_handles e, service_options o)
     : ctx(std::move(c)), entities(std::move(e)), options(std::move(o)),
       token_cache(options.token_cache_capacity), limits(options.rate_limits) {}
@@ -63,7 +67,7 @@ inline constexpr std::string_view unmatched_route = "unmatched";
 /// Records one answered request: its duration in credo_http_request_duration_seconds and its
 /// line in the log (request id, route, status, latency; never a credential).
 void observe_request(const front_env& env, std::string_view route, const request& req,
-                     int status, std::chrono::steady_clock::time_point started);
+                     int status, std::chrono::steady_clock::time_point started) noexcept;
 
 using protocols::first_party_client;
 using protocols::join_scope;
@@ -203,7 +207,7 @@ void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j
   };
   std::uint64_t id = 0;
   if (!dest.node.empty() && remote) {
-    id = remote->add(dest.node, [take, j, msg, ok, fail, on_error, &env,
+    id = remote->add(dest.node, [take, j, msg, ok, fail, on_error,
                                  front = caf::actor_cast<caf::actor>(self)]() mutable {
       if (!take(2))
         return;
@@ -212,8 +216,8 @@ void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j
           if constexpr (std::is_same_v<Msg, protocols::session_refresh>)
             msg.owner_died = true;
           // The same OnOk type again: a new lambda here would instantiate call() without end.
-          caf::anon_send(front, front_task{[j, msg, ok, on_error, &env](caf::event_based_actor* self) {
-            call<Reply, Msg, OnOk>(self, env, msg, j, OnOk{*ok}, on_error);
+          caf::anon_send(front, front_task{[j, msg, ok, on_error](caf::event_based_actor* self) {
+            call<Reply, Msg, OnOk>(self, *j->env, msg, j, OnOk{*ok}, on_error);
           }});
           return;
         }

@@ -237,9 +237,12 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   /// Bytes of a request are buffered or waiting in the socket.
+  /// Bytes of the next request are buffered, half parsed, or waiting in the socket (not the
+  /// finished parser of the last one, nor what a lingering close reads away).
   bool request_arrived() {
+    if (!socket_.is_open() || linger_) return false;
     error_code ec;
-    return buffer_.size() > 0 || (parser_ && parser_->got_some())
+    return buffer_.size() > 0 || (parser_ && parser_->got_some() && !parser_->is_done())
            || (socket_.available(ec) > 0 && !ec);
   }
 
@@ -319,6 +322,9 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void on_request() {
+    // stop() closed the connection while this read's completion was queued: nobody can get
+    // the answer, so nothing is done for it.
+    if (!socket_.is_open()) return;
     auto& msg = parser_->get();
     version_ = msg.version();
     keep_alive_ = msg.keep_alive();

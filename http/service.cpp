@@ -194,7 +194,6 @@ limit_stage check_limits(front_env& env, limited_route route, const request& req
 
 struct service::impl {
   std::shared_ptr<front_env> env;
-  router routes = make_router();
   std::vector<caf::actor> fronts;
   std::atomic<std::size_t> next{0};
 
@@ -211,6 +210,7 @@ service::service(caf::actor_system& sys, actors::context_ptr ctx, actors::entity
   : impl_(std::make_shared<impl>(
     std::make_shared<front_env>(std::move(ctx), std::move(entities), std::move(options)))) {
   impl_->env->started_at = unix_now();
+  impl_->env->routes = make_router();
   impl_->env->discovery_body = discovery_document(impl_->env->ctx->tokens.issuer);
   for (int i = 0; i < std::max(1, impl_->env->options.front_actors); ++i)
     impl_->fronts.push_back(sys.spawn(front_actor, impl_->env));
@@ -227,7 +227,7 @@ void service::shutdown() {
 void service::handle(request&& req, responder respond) {
   auto& env = *impl_->env;
   auto started = std::chrono::steady_clock::now();
-  auto m = impl_->routes.resolve(req.method, req.path);
+  auto m = env.routes.resolve(req.method, req.path);
   std::string_view pattern = m.result == router::match::kind::found ? m.pattern : unmatched_route;
   // Answers on this thread; a dispatched request is observed by its job.
   auto answer = [&](response r) {
@@ -288,7 +288,7 @@ void service::handle(request&& req, responder respond) {
   j->route = m.route_id;
   j->route_pattern = pattern;
   j->started = started;
-  j->env = &env;
+  j->env = impl_->env;
   j->opaque_token = std::move(refresh);
   j->limit_checks = std::move(limits.pending);
   j->limit_report = std::move(limits.report);
