@@ -52,7 +52,10 @@ class CredoctlTest(CredoTestCase):
         kid = json.loads(r.stdout)["kid"]
         after = {k["kid"] for k in self.api.get("/.well-known/jwks.json").json["keys"]}
         self.assertNotIn(kid, before)
-        self.assertEqual(after, before | {kid})
+        self.assertIn(kid, after)
+        # The old keys stay. (In the durable pass other test modules share the database and may
+        # rotate keys meanwhile, so more new kids than this one can appear.)
+        self.assertLessEqual(before, after, "a rotation dropped a key from the JWKS")
 
     def test_cluster_shows_this_node(self):
         r = self.ctl("cluster")
