@@ -39,7 +39,6 @@ struct job {
   std::string opaque_token;  // introspection of a refresh token, found on the I/O thread
   responder respond_fn;
   std::atomic<bool> answered{false};  // a node's death may answer it from another thread
-  std::atomic<int> failovers{0};  // entity requests sent again because their owner died
   std::vector<limit_check> limit_checks;  // rate limits the front must still ask owners about
   std::optional<limit_verdict> limit_report;  // sent as RateLimit-* unless the response has its own
   void respond(response r);
@@ -178,11 +177,11 @@ constexpr bool fails_over = std::is_same_v<Msg, protocols::session_refresh>
 
 /// Sends `msg` to the registry owning its entity, with the service deadline; `on_ok(Reply&)`
 /// on success, an error response otherwise. When the owner is another node and it dies before
-/// answering, a request that fails over is sent again (once) to the new owner; any other fails
-/// at once with 503. `on_error`, if set, runs before any error response.
+/// answering, a request that fails over is sent again (once per call: `resent`) to the new
+/// owner; any other fails at once with 503. `on_error`, if set, runs before any error response.
 template <class Reply, class Msg, class OnOk>
 void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j, OnOk on_ok,
-          std::function<void()> on_error = {}) {
+          std::function<void()> on_error = {}, bool resent = false) {
   static_assert(std::is_same_v<Reply, typename protocols::route_of<Msg>::reply>);
   auto* stats = &env.entities.stats(protocols::route_of<Msg>::kind);
   auto fail = [j, on_error](response r) {
@@ -207,17 +206,19 @@ void call(caf::event_based_actor* self, const front_env& env, Msg msg, job_ptr j
   };
   std::uint64_t id = 0;
   if (!dest.node.empty() && remote) {
-    id = remote->add(dest.node, [take, j, msg, ok, fail, on_error,
+    id = remote->add(dest.node, [take, j, msg, ok, fail, on_error, resent,
                                  front = caf::actor_cast<caf::actor>(self)]() mutable {
       if (!take(2))
         return;
       if constexpr (fails_over<Msg>) {
-        if (j->failovers.fetch_add(1) == 0) {
+        // Per call, not per request: a third-party refresh makes three calls, and an earlier
+        // one failing over must not cost the refresh its own (the rotation may have happened).
+        if (!resent) {
           if constexpr (std::is_same_v<Msg, protocols::session_refresh>)
             msg.owner_died = true;
           // The same OnOk type again: a new lambda here would instantiate call() without end.
           caf::anon_send(front, front_task{[j, msg, ok, on_error](caf::event_based_actor* self) {
-            call<Reply, Msg, OnOk>(self, *j->env, msg, j, OnOk{*ok}, on_error);
+            call<Reply, Msg, OnOk>(self, *j->env, msg, j, OnOk{*ok}, on_error, true);
           }});
           return;
         }
