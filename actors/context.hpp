@@ -34,9 +34,12 @@ struct readiness {
   std::atomic<check_state> cluster{check_state::disabled};
   /// Migrations applied, signing keys loaded: until then only health and metrics are served.
   std::atomic<bool> bootstrapped{false};
+  /// --kafka-readiness degraded: Kafka down is reported but keeps the node ready (the outbox
+  /// holds the events; a readiness probe would otherwise take every node out of service).
+  bool kafka_required = true;
   bool ready() const {
     for (auto* c : {&database, &redis, &kafka, &cluster})
-      if (c->load() == check_state::failed)
+      if (c->load() == check_state::failed && (c != &kafka || kafka_required))
         return false;
     return bootstrapped.load();
   }

@@ -49,6 +49,7 @@ struct options {
   std::size_t body_limit = 64 * 1024;
   int shutdown_grace_ms = 10000;
   std::string log_level = "info";
+  std::string kafka_readiness = "required";
   std::string key_encryption_key;
   std::string cluster_secret;
   bool cluster_insecure = false;
@@ -169,6 +170,11 @@ int main(int argc, char** argv) {
                      "time to finish in-flight requests on SIGTERM")
         ->check(CLI::Range(0, 600000)),
       "CREDO_SHUTDOWN_GRACE_MS");
+  env(app.add_option("--kafka-readiness", opt.kafka_readiness,
+                     "required: /health/ready fails while Kafka is unreachable (PRD-020); "
+                     "degraded: reported there, but the node stays ready")
+        ->check(CLI::IsMember({"required", "degraded"})),
+      "CREDO_KAFKA_READINESS");
   env(app.add_option("--log-level", opt.log_level,
                      "debug, info (one line per request), warn or error")
         ->check(CLI::IsMember({"debug", "info", "warn", "error"})),
@@ -317,6 +323,7 @@ int main(int argc, char** argv) {
   ctx->stores.revocations = credo::actors::count_revocations(ctx->stores.revocations, ctx->metrics);
   ctx->group_commit_audit = backends.database != nullptr;
   ctx->cluster = !opt.cluster.empty();
+  ctx->health->kafka_required = opt.kafka_readiness == "required";
   if (backends.kafka)
     ctx->publisher = std::make_shared<credo::actors::publisher_stats>();
   ctx->keys = std::make_shared<credo::protocols::key_ring>();

@@ -15,9 +15,9 @@ ISSUER = "http://credo.test"
 
 
 def start_node(env: dict[str, str], test: unittest.TestCase,
-               node_id: str = "") -> tuple[CredoServer, CredoClient]:
+               node_id: str = "", flags: tuple[str, ...] = ()) -> tuple[CredoServer, CredoClient]:
     node_id = node_id or unique_id("node")
-    server = CredoServer(["--issuer", ISSUER, "--node-id", node_id], extra_env=env)
+    server = CredoServer(["--issuer", ISSUER, "--node-id", node_id, *flags], extra_env=env)
     server.node_id = node_id
     test.addCleanup(server.stop)
     server.start()
@@ -131,6 +131,19 @@ class OutboxTest(unittest.TestCase):
                          "login.failed", "consent.granted", "consent.revoked",
                          "token.refreshed"} <= set(events.values()), events)
         self.assert_all_published(events)
+
+    def test_kafka_can_be_a_degraded_only_readiness_check(self):
+        _, degraded = start_node(store_env(database=self.database, kafka=self.kafka.bootstrap),
+                                 self, flags=("--kafka-readiness", "degraded"))
+        wait_ready(degraded)
+        self.kafka.down()
+        wait_check(degraded, "kafka", "failed")
+        wait_check(self.api, "kafka", "failed")
+        status, reported = checks(degraded)
+        self.assertEqual(status, 200, f"--kafka-readiness degraded: still ready, {reported}")
+        self.assertEqual(checks(self.api)[0], 503, "the default keeps Kafka required")
+        self.kafka.up()
+        wait_check(degraded, "kafka", "ok", 30)
 
     def test_broker_outage_grows_the_outbox_and_loses_nothing(self):
         self.kafka.down()
