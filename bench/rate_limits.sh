@@ -103,15 +103,10 @@ if [[ "$skip" != *,cluster,* ]]; then
   # shellcheck disable=SC1091
   source "$svc/env"
   if [[ "${CLUSTER_INSECURE:-0}" != 1 ]]; then
-    # A CA and one certificate per node (mutual TLS, as in production).
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=credo-ca \
-      -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
-    for n in a b c; do
-      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$n" \
-        -keyout "$work/$n.key" -out "$work/$n.csr" 2>/dev/null
-      openssl x509 -req -in "$work/$n.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
-        -CAcreateserial -days 1 -out "$work/$n.pem" 2>/dev/null
-    done
+    # A CA and one certificate per node (mutual TLS, as in production), as the compose stack
+    # makes them: ca.pem, a.pem/a.key, ...
+    CERT_DIR="$work" CREDO_NODES="a b c" CERT_DAYS=1 CERT_OWNER="$(id -u):$(id -g)" \
+      sh docker/gen-certs.sh >/dev/null
   fi
   node_flags() {  # name -> link flags
     if [[ "${CLUSTER_INSECURE:-0}" == 1 ]]; then echo "--cluster-insecure"

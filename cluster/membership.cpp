@@ -70,7 +70,7 @@ struct membership_state {
   std::map<std::string, std::int64_t> issued;       // responder nonces -> issued at (ms)
   std::map<caf::actor_addr, std::string> retired;  // peers that left gracefully, still linked
   std::int64_t ring_version = 1;
-  int ticks_ready = 0;  // ticks since the node became ready
+  int ticks_ready = 0;  // ready ticks spent without peers (the first only starts attempts)
   std::int64_t alone_since_ms = 0;  // every seed attempt failing since then (0: not alone)
   std::int64_t seed_busy_ms = 0;    // last time a seed answered "starting" or "leaving"
   bool settled = false;
@@ -364,17 +364,17 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg)
         // seed saying it is starting or leaving (all seeds down). One failed round is not
         // enough: a slow or restarting seed would split the cluster. Checked before this
         // tick's attempts start, or a seed that stays down would keep `connecting` busy.
-        if (st.ticks_ready++ > 0 && st.connecting.empty() && st.peers.empty()) {
-          auto quiet_since = std::max(st.alone_since_ms, st.seed_busy_ms);
-          if (st.alone_since_ms == 0)
-            st.alone_since_ms = now;
-          else if (st.cfg.seeds.empty() || now - quiet_since >= 2 * st.cfg.connect_timeout.count())
-            settle(self);
+        if (st.cfg.seeds.empty()) {
+          settle(self);
         } else if (!st.peers.empty()) {
           st.alone_since_ms = 0;
+        } else if (st.ticks_ready++ > 0 && st.connecting.empty()) {
+          if (st.alone_since_ms == 0)
+            st.alone_since_ms = now;
+          else if (now - std::max(st.alone_since_ms, st.seed_busy_ms)
+                   >= 2 * st.cfg.connect_timeout.count())
+            settle(self);
         }
-        if (st.cfg.seeds.empty())
-          settle(self);
         for (auto& seed : st.cfg.seeds)
           connect(self, seed);
       }

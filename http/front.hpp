@@ -300,6 +300,9 @@ response health(const front_env& env);
 response metrics(const front_env& env);
 response admin_cluster(const front_env& env);
 response admin_actors(const front_env& env);
+/// The audit publisher as one more supervisor row of /admin/actors and /metrics (`row` starts
+/// at zero: kind audit_publisher).
+void describe_publisher(const actors::publisher_stats* p, actors::supervisor_stats& row);
 /// The operator dashboard (http/dashboard.html): a static page, no data and no auth; its script
 /// reads /admin/cluster and /admin/actors with the admin token the operator gives it.
 response dashboard();

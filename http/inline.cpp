@@ -118,7 +118,8 @@ std::vector<MetricFamily> scrape_state(const front_env& env) {
     const char* help;
     counter value;
   };
-  auto publisher = env.ctx->publisher.get();
+  actors::supervisor_stats publisher_row{"audit_publisher"};
+  describe_publisher(env.ctx->publisher.get(), publisher_row);
   for (auto& a : {actor_family{"credo_actor_live", MetricType::Gauge, "Live actors per kind.",
                                &actors::supervisor_stats::live},
                   actor_family{"credo_actor_restarts_total", MetricType::Counter,
@@ -130,16 +131,8 @@ std::vector<MetricFamily> scrape_state(const front_env& env) {
                                &actors::supervisor_stats::max_mailbox}}) {
     auto f = family(a.name, a.type, a.help);
     for (auto* s : {env.entities.session_stats.get(), env.entities.consent_stats.get(),
-                    env.entities.rate_limit_stats.get()})
+                    env.entities.rate_limit_stats.get(), &publisher_row})
       add(f, static_cast<double>((s->*a.value).load()), {{"kind", s->kind}});
-    // The audit publisher is one actor, supervised by CAF's link to the node (it restarts its
-    // round on failure rather than dying): live while Kafka is configured, failures are rounds.
-    double p = 0;
-    if (publisher && a.value == &actors::supervisor_stats::live)
-      p = 1;
-    else if (publisher && a.value == &actors::supervisor_stats::failures)
-      p = static_cast<double>(publisher->failures.load());
-    add(f, p, {{"kind", "audit_publisher"}});
     out.push_back(std::move(f));
   }
 
@@ -162,6 +155,7 @@ std::vector<MetricFamily> scrape_state(const front_env& env) {
     add(f, v);
     out.push_back(std::move(f));
   };
+  auto* publisher = env.ctx->publisher.get();
   auto latency_ms = publisher ? publisher->last_latency_ms.load() : -1;
   single("credo_audit_outbox_depth", MetricType::Gauge,
          "Audit outbox rows waiting to be published to Kafka.",

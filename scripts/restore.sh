@@ -89,36 +89,8 @@ if [[ "$confirm" != yes ]]; then
 fi
 if [[ -n "$redis_dir" && "$has_redis" != 1 ]]; then die "--redis-dir given, but the backup has no redis.rdb"; fi
 
-pg_tool() {
-  if [[ -n "${PG_BIN:-}" ]]; then echo "$PG_BIN/$1"
-  elif command -v "$1" >/dev/null; then command -v "$1"
-  else echo "/usr/lib/postgresql/15/bin/$1"; fi
-}
-percent_decode() { local s="${1//\\/\\\\}"; printf '%b' "${s//%/\\x}"; }
-# As in backup.sh: pg_url without the password, PGPASSWORD with it, pg_where for messages.
-parse_database_url() {
-  local url="$1" scheme rest authority tail userinfo="" hostport
-  case "$url" in
-    postgres://* | postgresql://*) ;;
-    *) die "DATABASE_URL must be postgres://user:password@host:port/dbname" ;;
-  esac
-  scheme="${url%%://*}"
-  rest="${url#*://}"
-  authority="${rest%%/*}"
-  tail="${rest:${#authority}}"
-  hostport="$authority"
-  if [[ "$authority" == *@* ]]; then
-    userinfo="${authority%@*}"
-    hostport="${authority##*@}"
-  fi
-  if [[ "$userinfo" == *:* ]]; then
-    PGPASSWORD="$(percent_decode "${userinfo#*:}")"
-    export PGPASSWORD
-    userinfo="${userinfo%%:*}"
-  fi
-  pg_url="$scheme://${userinfo:+$userinfo@}$hostport$tail"
-  pg_where="$hostport${tail%%\?*}"
-}
+# shellcheck source=scripts/backup_lib.sh
+source "$(dirname "$0")/backup_lib.sh"
 sql() { "$psql" "$pg_url" -X -qAt -v ON_ERROR_STOP=1 -c "$1"; }
 
 # -- 3. preconditions, checked before anything is changed
@@ -149,10 +121,9 @@ if [[ -n "$redis_dir" ]]; then
     die "$redis_dir holds an append-only file, which Redis loads instead of $rdb_name: move it away and start Redis with --appendonly no once (see the runbook)"
   fi
   if [[ -n "${REDIS_URL:-}" ]]; then
-    rest="${REDIS_URL#redis://}"; rest="${rest%%/*}"
-    hostport="${rest##*@}"; host="${hostport%:*}"; host="${host#[}"; host="${host%]}"
-    if [[ "$(timeout 5 redis-cli -h "$host" -p "${hostport##*:}" ping 2>/dev/null)" =~ PONG|NOAUTH|WRONGPASS ]]; then
-      die "Redis at $hostport still answers: stop it before replacing its $rdb_name (a running Redis does not read the file, and may overwrite it when it stops)"
+    parse_redis_url "$REDIS_URL"
+    if [[ "$(timeout 5 redis-cli "${redis_args[@]}" ping 2>/dev/null)" =~ PONG|NOAUTH|WRONGPASS ]]; then
+      die "Redis at $redis_where still answers: stop it before replacing its $rdb_name (a running Redis does not read the file, and may overwrite it when it stops)"
     fi
   else
     echo "restore: REDIS_URL is not set: cannot check that the Redis using $redis_dir is stopped" >&2

@@ -41,7 +41,7 @@ import urllib.parse
 from typing import Any, Callable
 
 from credo_harness import (FIRST_PARTY_CLIENT, to_response, OAuthClient, Response, User, basic_auth,
-                           contract_violations, decode_jwt, pkce_pair)
+                           contract_violations, decode_jwt, encode_body, pkce_pair)
 
 REQUEST_TIMEOUT_S = 4.0
 MAX_ATTEMPTS = 12
@@ -219,14 +219,7 @@ class Workload:
         """One operation: attempts on random nodes (never the same one twice in a row) until an
         answer other than 503, MAX_ATTEMPTS, or RETRY_BUDGET_S. Without `retry_doubtful` only
         refused connections (nothing sent) are retried."""
-        headers: dict[str, str] = {}
-        body = None
-        if form is not None:
-            body = urllib.parse.urlencode(form).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        elif json_body is not None:
-            body = json.dumps(json_body).encode()
-            headers["Content-Type"] = "application/json"
+        body, headers = encode_body(form, json_body)
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer}"
         if basic is not None:

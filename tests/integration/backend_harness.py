@@ -182,13 +182,7 @@ class KafkaBroker:
         self.proc.send_signal(signal.SIGUSR2)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def keys(self, topic: str) -> list[str]:
@@ -199,6 +193,24 @@ class KafkaBroker:
         if out.returncode != 0:
             raise AssertionError(f"kcat failed: {out.stderr.strip()}")
         return [k for k in out.stdout.splitlines() if k]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (bound once, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s; waits for the exit."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def psql(query: str, url: str = DATABASE_URL) -> list[str]:

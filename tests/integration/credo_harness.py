@@ -305,6 +305,17 @@ def raw_request(host: str, port: int, method: str, path: str, body: bytes | None
     return to_response(resp, data)
 
 
+def encode_body(form: dict | None = None,
+                json_body: Any = None) -> tuple[bytes | None, dict[str, str]]:
+    """A form (urlencoded) or JSON request body and its Content-Type header; form wins."""
+    if form is not None:
+        return urllib.parse.urlencode(form).encode(), {
+            "Content-Type": "application/x-www-form-urlencoded"}
+    if json_body is not None:
+        return json.dumps(json_body).encode(), {"Content-Type": "application/json"}
+    return None, {}
+
+
 def to_response(resp: http.client.HTTPResponse, data: bytes) -> Response:
     """A read http.client response as a Response: repeated headers joined, JSON parsed."""
     hdrs: dict[str, str] = {}

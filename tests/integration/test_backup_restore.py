@@ -12,27 +12,20 @@ docs/operations/disaster-recovery.md points here."""
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import unittest
 import urllib.parse
 import uuid
 
-from backend_harness import (DATABASE_URL, REQUIRED, poll, psql, skip_without_backends,
-                             store_env, with_user)
+from backend_harness import (DATABASE_URL, REQUIRED, free_port, poll, psql, skip_without_backends,
+                             stop_process, store_env, with_user)
 from credo_harness import CredoClient, CredoServer, unique_id
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BACKUP = os.path.join(ROOT, "scripts", "backup.sh")
 RESTORE = os.path.join(ROOT, "scripts", "restore.sh")
 ISSUER = "http://credo.test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PrivateRedis:
@@ -65,13 +58,8 @@ class PrivateRedis:
             raise AssertionError(f"redis-server exited at start (port {self.port})")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 def run_script(script: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

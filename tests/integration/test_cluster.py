@@ -11,13 +11,12 @@ not asserted: the tests poll with generous bounds and print what they observed."
 import concurrent.futures
 import secrets
 import signal
-import socket
 import subprocess
 import threading
 import time
 import unittest
 
-from backend_harness import skip_without_backends
+from backend_harness import free_port, skip_without_backends
 from cluster_harness import (ADDRESS_RE, CONVERGE_S, RETRY_S, Node, cluster_address,
                              cluster_env, cluster_flags, cluster_secret, cluster_view,
                              kill, live_sessions, member_names, ready_status, resume,
@@ -438,12 +437,7 @@ class ClusterTest(unittest.TestCase):
 class ClusterStartTest(unittest.TestCase):
 
     def test_a_node_whose_seeds_are_all_down_starts_alone(self):
-        # Ports nothing listens on: bound once, then closed.
-        dead = []
-        for _ in range(2):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                dead.append(f"127.0.0.1:{s.getsockname()[1]}")
+        dead = [f"127.0.0.1:{free_port()}" for _ in range(2)]  # nothing listens there
         node = start_node(self.addCleanup, cluster_secret(), seeds=dead)  # polls /health/ready
         self.assertEqual(member_names(cluster_view(node)), {node.node_id})
         user, tokens = node.api.new_user_session()

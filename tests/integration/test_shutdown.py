@@ -36,14 +36,13 @@ import socket
 import threading
 import time
 import unittest
-import urllib.parse
 from typing import Callable
 
 from backend_harness import skip_without_backends
 from cluster_harness import (CONVERGE_S, Node, live_sessions, owner_of, start_cluster,
                              start_node, wait_converged)
 from credo_harness import (FIRST_PARTY_CLIENT, CredoClient, CredoServer, Response, basic_auth,
-                           contract_violations, to_response)
+                           contract_violations, encode_body, to_response)
 
 LONG_GRACE_MS = 30000
 EXIT_BOUND_S = LONG_GRACE_MS / 1000 + 10   # a bound on waiting, not a goal
@@ -210,6 +209,17 @@ def wait_for_log(server: CredoServer, msg: str, timeout: float) -> dict | None:
         time.sleep(0.002)
 
 
+def wait_exit(server: CredoServer, sigterm_at: float,
+              bound: float = EXIT_BOUND_S) -> tuple[int | None, float]:
+    """The exit code (None: still running after `bound` seconds) and the seconds since the
+    SIGTERM."""
+    try:
+        rc = server.proc.wait(timeout=bound)
+    except Exception:
+        rc = None
+    return rc, time.monotonic() - sigterm_at
+
+
 def log_messages(server: CredoServer) -> list[str]:
     """The lifecycle messages the node logged, in order."""
     return [str(r.get("msg")) for r in lifecycle_records(server)[0]]
@@ -262,11 +272,7 @@ class SingleNodeShutdownTest(unittest.TestCase):
         probe_s = time.monotonic() - probe_at
 
         join_all(readers)
-        try:
-            rc = server.proc.wait(timeout=EXIT_BOUND_S)
-        except Exception:
-            rc = None
-        exited_s = time.monotonic() - sigterm_at
+        rc, exited_s = wait_exit(server, sigterm_at)
         server.stop()
 
         report(f"{IN_FLIGHT_LOGINS} logins in flight ({pending} not answered at the SIGTERM, "
@@ -300,11 +306,7 @@ class SingleNodeShutdownTest(unittest.TestCase):
         server.proc.send_signal(signal.SIGTERM)
         sigterm_at = time.monotonic()
         finish_all(held)
-        try:
-            rc = server.proc.wait(timeout=EXIT_BOUND_S)
-        except Exception:
-            rc = None
-        exited_s = time.monotonic() - sigterm_at
+        rc, exited_s = wait_exit(server, sigterm_at)
         server.stop()
         answered = [h for h in held if h.response is not None]
         cut = [h for h in held if h.response is None]
@@ -334,11 +336,7 @@ class SingleNodeShutdownTest(unittest.TestCase):
         server.proc.send_signal(signal.SIGTERM)
         sigterm_at = time.monotonic()
         readers = start_reading(held)
-        try:
-            rc = server.proc.wait(timeout=EXIT_BOUND_S + BACKLOG * 0.2)
-        except Exception:
-            rc = None
-        exited_s = time.monotonic() - sigterm_at
+        rc, exited_s = wait_exit(server, sigterm_at, EXIT_BOUND_S + BACKLOG * 0.2)
         join_all(readers)
         server.stop()
         answered = [h for h in held if h.response is not None]
@@ -405,14 +403,8 @@ class Connections:
     def request(self, node: Node, method: str, path: str, form: dict | None = None,
                 json_body: dict | None = None,
                 headers: dict[str, str] | None = None) -> tuple[Response | None, str | None]:
-        hdrs = dict(headers or {})
-        body = None
-        if form is not None:
-            body = urllib.parse.urlencode(form).encode()
-            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
-        elif json_body is not None:
-            body = json.dumps(json_body).encode()
-            hdrs["Content-Type"] = "application/json"
+        body, hdrs = encode_body(form, json_body)
+        hdrs.update(headers or {})
         if not self.keep_alive:
             hdrs["Connection"] = "close"
         conn = self.open.pop(node.node_id, None) or http.client.HTTPConnection(
@@ -741,11 +733,7 @@ class ClusterShutdownTest(unittest.TestCase):
         wait_for_log(victim.server, "shutting down", LOG_WAIT_S)
         stop_victim_load.set()
         join_all(readers)
-        try:
-            rnd.rc = victim.server.proc.wait(timeout=EXIT_BOUND_S)
-        except Exception:
-            rnd.rc = None
-        rnd.exited_s = time.monotonic() - sigterm_at
+        rnd.rc, rnd.exited_s = wait_exit(victim.server, sigterm_at)
         try:
             wait_converged(survivors, CONVERGE_S)
             rnd.converged_s = time.monotonic() - sigterm_at
