@@ -416,6 +416,7 @@ int main(int argc, char** argv) {
       mc.seeds = seeds;
       mc.secret = opt.cluster_secret;
       mc.tls = links.tls;
+      mc.accept_crash = opt.enable_fault_injection;
       mc.registries = {entities.sessions, entities.consents, entities.rate_limits};
       mc.own = std::const_pointer_cast<credo::cluster::ownership>(svo.cluster.ownership);
       mc.status = status;
@@ -447,6 +448,7 @@ int main(int argc, char** argv) {
       cluster_address = started->address;
       svo.cluster.status = status;
       svo.cluster.in_flight = in_flight;
+      svo.cluster.gate = started->gate;
       svo.cluster.membership = started->actor;
       if (auto mirror = backends.revocations)
         mirror->on_write([m = started->actor](credo::persistence::revocation_snapshot s) {

@@ -1,5 +1,6 @@
 #include "cluster/membership.hpp"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -11,15 +12,17 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "cluster/gate.hpp"
+#include "cluster/peer_link.hpp"
 #include "protocols/clock.hpp"
 #include "protocols/crypto.hpp"
 #include "protocols/log.hpp"
 
 namespace credo::cluster::detail {
 
-// Commands from this node's own threads (credod, the revocation mirror). Their types cannot
-// cross the network (no type id), so no peer, and no stranger on an insecure link, can send
-// them: only `leave_atom`, revocations and `keys_changed_atom` from members come from outside.
+// Commands from this node's own threads (credod, the revocation mirror, proxies of peers'
+// gates). Their types cannot cross the network (no type id), so no peer, and no stranger, can
+// send them; and this actor is not addressable from outside anyway (gate.hpp).
 struct local_leave {
   std::chrono::milliseconds timeout;
 };
@@ -28,6 +31,11 @@ struct local_revocations {
   persistence::revocation_snapshot snapshot;
 };
 struct local_keys_changed {};
+/// The proxy of a peer's gate terminated: the link to that node is lost.
+struct local_peer_gone {
+  caf::actor_addr gate;
+  caf::error reason;
+};
 
 }  // namespace credo::cluster::detail
 
@@ -35,6 +43,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_leave)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_leave_deadline)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_revocations)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_keys_changed)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_peer_gone)
 
 namespace credo::cluster {
 namespace {
@@ -42,9 +51,11 @@ namespace {
 using detail::local_keys_changed;
 using detail::local_leave;
 using detail::local_leave_deadline;
+using detail::local_peer_gone;
 using detail::local_revocations;
 using protocols::cluster_challenge;
 using protocols::cluster_challenge_reply;
+using protocols::cluster_envelope;
 using protocols::cluster_hello;
 using protocols::cluster_view;
 using protocols::cluster_welcome;
@@ -54,21 +65,44 @@ constexpr std::size_t max_nonce = 64;
 constexpr std::size_t max_name = 128;
 constexpr std::size_t max_addresses = 256;
 constexpr std::size_t max_issued_nonces = 1024;
+constexpr std::size_t max_keys_per_peer = 8;
 constexpr std::int64_t nonce_life_ms = 10000;
 
 struct peer {
   member_card card;
+  std::vector<std::string> keys;  // link keys of the joins with it; the first is sent
+  caf::actor link;
   std::int64_t last_seen_ms = 0;
+};
+
+/// A join this node started, by the nonce of its challenge.
+struct join {
+  std::string address;
+  caf::actor remote;          // the gate this node connected to
+  std::string key;            // set once the responder proved it holds the secret
+  std::int64_t started_ms = 0;
+};
+
+/// A responder nonce handed out in a challenge reply, until the hello that uses it.
+struct issued_nonce {
+  std::int64_t at_ms = 0;
+  std::string initiator_nonce;
 };
 
 struct membership_state {
   membership_config cfg;
+  std::shared_ptr<gate_state> gate;
   member_card self_card;
   std::map<std::string, peer> peers;                // by node name
-  std::map<caf::actor_addr, std::string> by_addr;   // peer membership actor -> node name
+  // Nodes this node admitted (their hello was right) that have not yet sent a message with
+  // the link key: the gate passes their envelopes, the first makes them members. A node
+  // becomes a member on each side only once it can read the other's envelopes.
+  std::map<std::string, peer> admitted;
+  std::map<caf::actor_addr, std::string> by_addr;   // peer gate -> node name
   std::set<std::string> connecting;                 // addresses with a join under way
-  std::map<std::string, std::int64_t> issued;       // responder nonces -> issued at (ms)
-  std::map<caf::actor_addr, std::string> retired;  // peers that left gracefully, still linked
+  std::map<std::string, join> joins;                // by initiator nonce
+  std::map<std::string, issued_nonce> issued;       // by responder nonce
+  std::map<caf::actor_addr, peer> retired;          // peers that left gracefully, still linked
   std::int64_t ring_version = 1;
   int ticks_ready = 0;  // ready ticks spent without peers (the first only starts attempts)
   std::int64_t alone_since_ms = 0;  // every seed attempt failing since then (0: not alone)
@@ -76,7 +110,7 @@ struct membership_state {
   bool settled = false;
   bool leaving = false;  // this node is stopping: out of its own ring, admits no one
   std::optional<caf::typed_response_promise<bool>> leave_promise;  // until every peer answered
-  std::size_t leave_pending = 0;
+  std::set<std::string> leave_pending;
   static inline const char* name = "cluster_membership";
 };
 
@@ -103,9 +137,13 @@ bool split_address(const std::string& a, std::string& host, std::uint16_t& port)
 
 bool valid_card(const member_card& c) {
   return !c.node.empty() && c.node.size() <= max_name && !c.incarnation.empty()
-         && c.incarnation.size() <= max_name && c.address.size() <= 300 && c.membership
-         && c.registries.size() == protocols::entity_kind_count
-         && std::all_of(c.registries.begin(), c.registries.end(), [](auto& r) { return !!r; });
+         && c.incarnation.size() <= max_name && c.address.size() <= 300 && c.gate;
+}
+
+std::string link_key(const std::string& secret, const std::string& initiator_nonce,
+                     const std::string& responder_nonce) {
+  return protocols::hmac_sha256(secret, "credo-cluster-v1|link|" + initiator_nonce + "|"
+                                          + responder_nonce);
 }
 
 std::vector<std::string> known_addresses(const membership_state& st) {
@@ -115,23 +153,35 @@ std::vector<std::string> known_addresses(const membership_state& st) {
   return out;
 }
 
+/// The gate's table: members, admitted nodes and leaving members (whose replies still count).
+void publish_gate(membership_actor* self) {
+  auto& st = self->state;
+  auto t = std::make_shared<gate_table>();
+  for (auto& [addr, p] : st.retired)
+    (*t)[p.card.node] = gate_peer{p.keys, p.link};
+  for (auto* m : {&st.admitted, &st.peers})
+    for (auto& [name, p] : *m)
+      (*t)[name] = gate_peer{p.keys, p.link};
+  st.gate->peers.store(std::move(t), std::memory_order_release);
+}
+
 /// Rebuilds the ring and the status from the member list, and tells the local registries.
 void publish_ring(membership_actor* self, bool members_left = false) {
   auto& st = self->state;
   auto r = std::make_shared<ring>();
   r->version = st.ring_version;
-  auto add = [&r](const member_card& c) {
+  auto add = [&r](const std::string& node, auto registry_of) {
     ring_member m;
-    m.node = c.node;
-    m.seed = stable_hash(c.node);
+    m.node = node;
+    m.seed = stable_hash(node);
     for (std::size_t k = 0; k < protocols::entity_kind_count; ++k)
-      m.registries[k] = c.registries[k];
+      m.registries[k] = registry_of(k);
     r->members.push_back(std::move(m));
   };
   if (!st.leaving)  // a leaving node routes every key to the others (none left: to itself)
-    add(st.self_card);
-  for (auto& [name, p] : st.peers)
-    add(p.card);
+    add(st.self_card.node, [&st](std::size_t k) { return st.cfg.registries[k]; });
+  for (auto& [name, p] : st.peers)  // a peer's link stands in for its registries
+    add(name, [&p](std::size_t) { return p.link; });
   st.cfg.own->replace(std::move(r));
   for (auto& reg : st.cfg.registries)
     self->send(reg, protocols::ring_changed_atom::value, members_left);
@@ -148,9 +198,17 @@ void publish_status(membership_actor* self) {
   st.cfg.status->set(std::move(v));
 }
 
-void send_view(membership_actor* self, const caf::actor& to) {
+/// A one-way message to a member's gate, without a sender (see gate.hpp).
+template <class... Ts>
+void tell(membership_actor* self, const peer& p, Ts&&... xs) {
+  caf::anon_send(p.card.gate,
+                 cluster_envelope{self->state.self_card.node, p.keys.front(), 0, false, false,
+                                  caf::make_message(std::forward<Ts>(xs)...)});
+}
+
+void send_view(membership_actor* self, const peer& p) {
   auto& st = self->state;
-  self->send(to, cluster_view{known_addresses(st), st.ring_version});
+  tell(self, p, cluster_view{known_addresses(st), st.ring_version});
 }
 
 void settle(membership_actor* self) {
@@ -169,28 +227,85 @@ void changed(membership_actor* self, bool members_left) {
   publish_ring(self, members_left);
   publish_status(self);
   for (auto& [name, p] : self->state.peers)
-    send_view(self, p.card.membership);
+    send_view(self, p);
 }
 
-void add_member(membership_actor* self, const member_card& card) {
+caf::actor new_link(membership_actor* self, const member_card& card, const std::string& key) {
+  auto& st = self->state;
+  link_config lc;
+  lc.self_node = st.self_card.node;
+  lc.peer_node = card.node;
+  lc.peer_gate = card.gate;
+  lc.key = key;
+  lc.registries = st.cfg.registries;
+  lc.membership = caf::actor_cast<caf::actor>(self);
+  lc.accept_crash = st.cfg.accept_crash;
+  return spawn_peer_link(self, std::move(lc));
+}
+
+void close_link(membership_actor* self, const caf::actor& link) {
+  if (link)
+    self->send(link, link_close{});
+}
+
+void add_key(peer& p, const std::string& key) {
+  if (std::find(p.keys.begin(), p.keys.end(), key) == p.keys.end()
+      && p.keys.size() < max_keys_per_peer)
+    p.keys.push_back(key);
+}
+
+/// Watches the peer's gate: its proxy terminates when the link to that node is lost (or the
+/// heartbeats stop). A local-only message: no stranger can claim a peer went down.
+void watch(membership_actor* self, const caf::actor& gate) {
+  auto me = caf::actor_cast<caf::actor_addr>(self);
+  auto addr = gate.address();
+  caf::actor_cast<caf::strong_actor_ptr>(gate)->get()->attach_functor(
+    [me, addr](const caf::error& reason) {
+      if (auto m = caf::actor_cast<caf::actor>(me))
+        caf::anon_send(m, local_peer_gone{addr, reason});
+    });
+}
+
+/// `card` completed a join with this node under `key`, and can read this node's envelopes.
+void add_member(membership_actor* self, const member_card& card, const std::string& key) {
   auto& st = self->state;
   if (card.node == st.self_card.node || st.leaving)  // a join that completes while leaving
     return;
+  if (auto a = st.admitted.find(card.node);
+      a != st.admitted.end() && a->second.card.incarnation != card.incarnation) {
+    close_link(self, a->second.link);
+    st.admitted.erase(a);
+  }
   bool replaced = false;
   if (auto i = st.peers.find(card.node); i != st.peers.end()) {
     if (i->second.card.incarnation == card.incarnation) {
+      // Both nodes joined each other at once: either key is good from now on.
+      add_key(i->second, key);
       i->second.last_seen_ms = unix_now_ms();
+      publish_gate(self);
       return;
     }
     // The same node name, started again: the old incarnation is gone (or about to be noticed).
-    self->demonitor(i->second.card.membership);
-    st.by_addr.erase(i->second.card.membership.address());
+    st.by_addr.erase(i->second.card.gate.address());
+    close_link(self, i->second.link);
     st.peers.erase(i);
     replaced = true;
   }
-  self->monitor(card.membership);
-  st.by_addr[card.membership.address()] = card.node;
-  st.peers[card.node] = peer{card, unix_now_ms()};
+  peer p;
+  if (auto a = st.admitted.find(card.node); a != st.admitted.end()) {
+    p = std::move(a->second);  // its link already serves the envelopes of its first message
+    st.admitted.erase(a);
+    add_key(p, key);
+  } else {
+    p.card = card;
+    p.keys = {key};
+    p.link = new_link(self, card, key);
+  }
+  p.last_seen_ms = unix_now_ms();
+  watch(self, card.gate);
+  st.by_addr[card.gate.address()] = card.node;
+  st.peers[card.node] = std::move(p);
+  publish_gate(self);
   log::info("cluster member joined", {{"member", card.node}, {"address", card.address}});
   changed(self, replaced);
   // After the ring changed: a call routed with the old ring after this is failed by its sender
@@ -201,16 +316,18 @@ void add_member(membership_actor* self, const member_card& card) {
 }
 
 /// A peer is stopping (graceful leave): out of the ring at once. Its entities still answer what
-/// was sent to them before; its down message later fails only what is left then.
-void retire_member(membership_actor* self, const caf::actor_addr& who) {
+/// was sent to them before (its link passes replies on); its link loss later fails only what
+/// is left then.
+void retire_member(membership_actor* self, const std::string& name) {
   auto& st = self->state;
-  auto i = st.by_addr.find(who);
-  if (i == st.by_addr.end())
+  auto i = st.peers.find(name);
+  if (i == st.peers.end())
     return;
-  auto name = i->second;
-  st.retired[who] = name;
-  st.by_addr.erase(i);
-  st.peers.erase(name);
+  auto addr = i->second.card.gate.address();
+  st.by_addr.erase(addr);
+  st.retired[addr] = std::move(i->second);
+  st.peers.erase(i);
+  publish_gate(self);
   log::info("cluster member leaving", {{"member", name}});
   changed(self, false);
 }
@@ -218,8 +335,10 @@ void retire_member(membership_actor* self, const caf::actor_addr& who) {
 void remove_member(membership_actor* self, const caf::actor_addr& who, const caf::error& why) {
   auto& st = self->state;
   if (auto r = st.retired.find(who); r != st.retired.end()) {
-    auto name = r->second;
+    auto name = r->second.card.node;
+    close_link(self, r->second.link);
     st.retired.erase(r);
+    publish_gate(self);
     log::info("cluster member left", {{"member", name}});
     // Calls still unanswered have lost their node; a new incarnation's calls are its own.
     if (!st.peers.count(name) && st.cfg.on_peer_down)
@@ -231,7 +350,11 @@ void remove_member(membership_actor* self, const caf::actor_addr& who, const caf
     return;
   auto name = i->second;
   st.by_addr.erase(i);
-  st.peers.erase(name);
+  if (auto p = st.peers.find(name); p != st.peers.end()) {
+    close_link(self, p->second.link);
+    st.peers.erase(p);
+  }
+  publish_gate(self);
   log::warn("cluster member left", {{"member", name}, {"reason", self->system().render(why)}});
   changed(self, true);
   if (st.cfg.on_peer_down)  // after the ring changed, see add_member
@@ -246,20 +369,19 @@ void finish_leave(membership_actor* self) {
     return;
   publish_ring(self);
   publish_status(self);
-  log::info("cluster left", {{"members", st.peers.size()}, {"unanswered", st.leave_pending}});
+  log::info("cluster left", {{"members", st.peers.size()}, {"unanswered", st.leave_pending.size()}});
   st.leave_promise->deliver(true);
   st.leave_promise.reset();
 }
 
-/// A join attempt failed because the peer is starting or leaving: a cluster may be there.
-void note_refusal(membership_actor* self, const caf::error& e) {
-  if (e.category() == caf::detail::error_factory<errc>::category
-      && e.code() == static_cast<std::uint8_t>(errc::temporarily_unavailable))
-    self->state.seed_busy_ms = unix_now_ms();
+void end_join(membership_actor* self, std::map<std::string, join>::iterator j) {
+  self->state.connecting.erase(j->second.address);
+  self->state.joins.erase(j);
 }
 
 /// Joins the node at `address`: connect (asynchronously, through the middleman actor: a
-/// blocking remote_actor could hang on a hung peer), then the two-step handshake.
+/// blocking remote_actor could hang on a hung peer), then the challenge to its gate. The rest
+/// of the join arrives as messages through this node's gate; `tick` ends joins that stall.
 void connect(membership_actor* self, const std::string& address) {
   auto& st = self->state;
   std::string host;
@@ -271,83 +393,103 @@ void connect(membership_actor* self, const std::string& address) {
     if (p.card.address == address)
       return;
   st.connecting.insert(address);
-  auto done = [self, address] { self->state.connecting.erase(address); };
   auto mm = st.cfg.tls ? self->system().openssl_manager().actor_handle()
                        : self->system().middleman().actor_handle();
-  auto timeout = st.cfg.connect_timeout;
-  self->request(mm, timeout, caf::connect_atom::value, host, port)
+  self->request(mm, st.cfg.connect_timeout, caf::connect_atom::value, host, port)
     .then(
-      [self, address, done, timeout](const caf::node_id&, caf::strong_actor_ptr& ptr,
-                                     const std::set<std::string>&) {
+      [self, address](const caf::node_id&, caf::strong_actor_ptr& ptr,
+                      const std::set<std::string>&) {
+        auto& st = self->state;
         auto remote = caf::actor_cast<caf::actor>(ptr);
-        if (!remote || remote == self)
-          return done();
+        if (!remote || remote == st.self_card.gate || st.leaving) {
+          st.connecting.erase(address);
+          return;
+        }
         auto mine = protocols::random_token(24);
-        self->request(remote, timeout, cluster_challenge{mine})
-          .then(
-            [self, remote, address, done, mine, timeout](cluster_challenge_reply& r) {
-              auto& st = self->state;
-              if (r.nonce.size() > max_nonce
-                  || !protocols::constant_time_equal(
-                    r.proof, responder_proof(st.cfg.secret, mine, r.nonce))) {
-                log::warn("cluster peer refused: it does not hold the cluster secret",
-                          {{"address", address}});
-                return done();
-              }
-              cluster_hello hello{st.self_card, r.nonce,
-                                  initiator_proof(st.cfg.secret, r.nonce, st.self_card.node,
-                                                  st.self_card.incarnation)};
-              self->request(remote, timeout, std::move(hello))
-                .then(
-                  [self, remote, done](cluster_welcome& w) {
-                    done();
-                    if (!valid_card(w.card) || w.card.membership != remote)
-                      return;
-                    add_member(self, w.card);
-                    auto& st = self->state;
-                    if (w.ring_version > st.ring_version) {
-                      st.ring_version = w.ring_version;
-                      publish_ring(self);
-                      publish_status(self);
-                    }
-                    if (w.addresses.size() <= max_addresses)
-                      for (auto& a : w.addresses)
-                        connect(self, a);
-                  },
-                  [self, done](caf::error& e) {
-                    note_refusal(self, e);
-                    done();
-                  });
-            },
-            [self, done](caf::error& e) {
-              note_refusal(self, e);
-              done();
-            });
+        st.joins[mine] = join{address, remote, {}, unix_now_ms()};
+        caf::anon_send(remote, cluster_challenge{mine, st.self_card.gate});
       },
-      [done](caf::error&) { done(); });
+      [self, address](caf::error&) { self->state.connecting.erase(address); });
 }
 
 bool is_ready(const membership_state& st) {
   return !st.cfg.ready || st.cfg.ready();
 }
 
-bool from_peer(membership_actor* self) {
-  auto sender = self->current_sender();
-  return sender && self->state.by_addr.count(caf::actor_cast<caf::actor_addr>(sender)) > 0;
+/// A one-way message of a member (or of an admitted node, which it makes a member).
+void on_peer_message(membership_actor* self, peer_said& m) {
+  auto& st = self->state;
+  auto& msg = m.payload;
+  if (auto a = st.admitted.find(m.node); a != st.admitted.end()) {
+    auto card = a->second.card;
+    auto key = a->second.keys.front();
+    add_member(self, card, key);
+  }
+  auto i = st.peers.find(m.node);
+  if (i == st.peers.end()) {
+    // A leaving member still tells what it revokes or rotates while it drains.
+    for (auto& [addr, p] : st.retired)
+      if (p.card.node == m.node) {
+        if (msg.match_elements<persistence::revocation_snapshot>() && st.cfg.on_revocations)
+          st.cfg.on_revocations(msg.get_as<persistence::revocation_snapshot>(0));
+        else if (msg.match_elements<protocols::keys_changed_atom>() && st.cfg.on_keys_changed)
+          st.cfg.on_keys_changed();
+      }
+    return;
+  }
+  auto& p = i->second;
+  p.last_seen_ms = unix_now_ms();
+  if (msg.match_elements<cluster_view>()) {
+    auto& v = msg.get_as<cluster_view>(0);
+    if (v.ring_version > st.ring_version) {
+      st.ring_version = v.ring_version;
+      publish_ring(self);
+    }
+    if (v.addresses.size() <= max_addresses && is_ready(st))
+      for (auto& a : v.addresses)
+        connect(self, a);
+  } else if (msg.match_elements<protocols::leave_atom>()) {
+    tell(self, p, protocols::left_atom::value);  // before retiring: p is moved out
+    retire_member(self, m.node);
+  } else if (msg.match_elements<protocols::left_atom>()) {
+    if (st.leave_promise && st.leave_pending.erase(m.node) && st.leave_pending.empty())
+      finish_leave(self);
+  } else if (msg.match_elements<persistence::revocation_snapshot>()) {
+    if (st.cfg.on_revocations)
+      st.cfg.on_revocations(msg.get_as<persistence::revocation_snapshot>(0));
+  } else if (msg.match_elements<protocols::keys_changed_atom>()) {
+    if (st.cfg.on_keys_changed)
+      st.cfg.on_keys_changed();
+  }
 }
 
-caf::behavior membership_behavior(membership_actor* self, membership_config cfg) {
+caf::behavior membership_behavior(membership_actor* self, membership_config cfg,
+                                  std::shared_ptr<gate_state> gate) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
+  st.gate = std::move(gate);
   st.self_card.node = st.cfg.node;
   st.self_card.incarnation = st.cfg.incarnation;
-  st.self_card.membership = caf::actor_cast<caf::actor>(self);
-  st.self_card.registries.assign(st.cfg.registries.begin(), st.cfg.registries.end());
-  self->set_down_handler([self](caf::down_msg& m) { remove_member(self, m.source, m.reason); });
+  // Links end normally when their peer goes (link_close). One that fails is logged, and its
+  // peer's calls fail until the peer rejoins; any other exit (credod's shutdown) ends the actor.
+  self->set_exit_handler([self](caf::exit_msg& m) {
+    if (!m.reason || m.reason == caf::exit_reason::normal)
+      return;
+    auto& st = self->state;
+    for (auto* map : {&st.peers, &st.admitted})
+      for (auto& [name, p] : *map)
+        if (p.link.address() == m.source) {
+          log::error("cluster link failed",
+                     {{"member", name}, {"reason", self->system().render(m.reason)}});
+          return;
+        }
+    self->quit(m.reason);
+  });
   return {
-    // From start_membership, once published: the address peers reach this node on.
-    [self](caf::publish_atom, const std::string& address) {
+    // From start_membership, once published: the gate and the address peers reach it on.
+    [self](caf::publish_atom, const std::string& address, const caf::actor& gate) {
       self->state.self_card.address = address;
+      self->state.self_card.gate = gate;
       publish_ring(self);
       publish_status(self);
       self->send(self, caf::tick_atom::value);
@@ -356,9 +498,27 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg)
       auto& st = self->state;
       auto now = unix_now_ms();
       for (auto i = st.issued.begin(); i != st.issued.end();)
-        i = now - i->second > nonce_life_ms ? st.issued.erase(i) : std::next(i);
+        i = now - i->second.at_ms > nonce_life_ms ? st.issued.erase(i) : std::next(i);
+      for (auto j = st.joins.begin(); j != st.joins.end();) {
+        auto next = std::next(j);
+        if (now - j->second.started_ms > st.cfg.connect_timeout.count())
+          end_join(self, j);
+        j = next;
+      }
+      bool gate_changed = false;
+      for (auto a = st.admitted.begin(); a != st.admitted.end();) {
+        if (now - a->second.last_seen_ms > 2 * st.cfg.connect_timeout.count()) {
+          close_link(self, a->second.link);
+          a = st.admitted.erase(a);
+          gate_changed = true;
+        } else {
+          ++a;
+        }
+      }
+      if (gate_changed)
+        publish_gate(self);
       for (auto& [name, p] : st.peers)
-        send_view(self, p.card.membership);
+        send_view(self, p);
       if (is_ready(st)) {
         // Alone: no seeds, or every seed attempt has failed for two connect timeouts with no
         // seed saying it is starting or leaving (all seeds down). One failed round is not
@@ -381,60 +541,111 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg)
       publish_status(self);
       self->delayed_send(self, st.cfg.tick, caf::tick_atom::value);
     },
-    [self](cluster_challenge& c) -> caf::result<cluster_challenge_reply> {
+    // Join, responder side, step 1: prove the secret on the initiator's nonce.
+    [self](cluster_challenge& c) {
       auto& st = self->state;
-      if (!is_ready(st))
-        return caf::make_error(errc::temporarily_unavailable, "node is starting");
-      if (st.leaving)
-        return caf::make_error(errc::temporarily_unavailable, "node is leaving");
-      if (c.nonce.empty() || c.nonce.size() > max_nonce)
-        return caf::make_error(errc::invalid_request, "bad nonce");
+      if (!c.reply_to || c.nonce.empty() || c.nonce.size() > max_nonce)
+        return;
+      if (!is_ready(st) || st.leaving) {
+        caf::anon_send(c.reply_to, cluster_challenge_reply{c.nonce, {}, {},
+                                                           st.leaving ? "leaving" : "starting"});
+        return;
+      }
       if (st.issued.size() >= max_issued_nonces)
         st.issued.erase(st.issued.begin());
       auto mine = protocols::random_token(24);
-      st.issued[mine] = unix_now_ms();
-      return cluster_challenge_reply{mine, responder_proof(st.cfg.secret, c.nonce, mine)};
+      st.issued[mine] = issued_nonce{unix_now_ms(), c.nonce};
+      caf::anon_send(c.reply_to, cluster_challenge_reply{
+                                   c.nonce, mine, responder_proof(st.cfg.secret, c.nonce, mine), {}});
     },
-    [self](cluster_hello& h) -> caf::result<cluster_welcome> {
+    // Join, initiator side: the responder proved the secret (or is starting or leaving).
+    [self](cluster_challenge_reply& r) {
+      auto& st = self->state;
+      auto j = st.joins.find(r.initiator_nonce);
+      if (j == st.joins.end() || !j->second.key.empty())
+        return;
+      if (!r.refusal.empty()) {
+        // The peer is starting or leaving: a cluster may be there, do not settle alone yet.
+        st.seed_busy_ms = unix_now_ms();
+        return end_join(self, j);
+      }
+      if (r.nonce.empty() || r.nonce.size() > max_nonce
+          || !protocols::constant_time_equal(
+            r.proof, responder_proof(st.cfg.secret, r.initiator_nonce, r.nonce))) {
+        log::warn("cluster peer refused: it does not hold the cluster secret",
+                  {{"address", j->second.address}});
+        return end_join(self, j);
+      }
+      j->second.key = link_key(st.cfg.secret, r.initiator_nonce, r.nonce);
+      caf::anon_send(j->second.remote,
+                     cluster_hello{st.self_card, r.nonce,
+                                   initiator_proof(st.cfg.secret, r.nonce, st.self_card.node,
+                                                   st.self_card.incarnation)});
+    },
+    // Join, responder side, step 2: the initiator proved the secret.
+    [self](cluster_hello& h) {
       auto& st = self->state;
       if (st.leaving)
-        return caf::make_error(errc::temporarily_unavailable, "node is leaving");
+        return;
       auto i = st.issued.find(h.nonce);
       if (i == st.issued.end())
-        return caf::make_error(errc::invalid_client, "unknown or used nonce");
+        return;
+      auto initiator_nonce = std::move(i->second.initiator_nonce);
       st.issued.erase(i);
-      auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
-      if (!valid_card(h.card) || h.card.membership.address() != sender
+      if (!valid_card(h.card) || h.card.node == st.self_card.node
           || !protocols::constant_time_equal(
             h.proof, initiator_proof(st.cfg.secret, h.nonce, h.card.node, h.card.incarnation))) {
         log::warn("cluster join refused: bad proof of the cluster secret",
                   {{"node", h.card.node.substr(0, max_name)}});
-        return caf::make_error(errc::invalid_client, "join refused");
-      }
-      add_member(self, h.card);
-      return cluster_welcome{st.self_card, known_addresses(st), st.ring_version};
-    },
-    [self](cluster_view& v) {
-      if (!from_peer(self))
         return;
-      auto& st = self->state;
-      auto name = st.by_addr[caf::actor_cast<caf::actor_addr>(self->current_sender())];
-      st.peers[name].last_seen_ms = unix_now_ms();
-      if (v.ring_version > st.ring_version) {
-        st.ring_version = v.ring_version;
-        publish_ring(self);
       }
-      if (v.addresses.size() <= max_addresses && is_ready(st))
-        for (auto& a : v.addresses)
+      auto key = link_key(st.cfg.secret, initiator_nonce, h.nonce);
+      if (auto p = st.peers.find(h.card.node);
+          p != st.peers.end() && p->second.card.incarnation == h.card.incarnation) {
+        add_key(p->second, key);
+      } else {
+        // Admitted: the gate passes its envelopes now, its first one makes it a member (it
+        // has read the welcome and can read this node's envelopes).
+        auto& a = st.admitted[h.card.node];
+        if (a.link && a.card.incarnation != h.card.incarnation) {
+          close_link(self, a.link);
+          a = peer{};
+        }
+        if (!a.link) {
+          a.card = h.card;
+          a.link = new_link(self, h.card, key);
+        }
+        add_key(a, key);
+        a.last_seen_ms = unix_now_ms();
+      }
+      publish_gate(self);
+      caf::anon_send(h.card.gate, cluster_welcome{st.self_card, known_addresses(st),
+                                                  st.ring_version, initiator_nonce, key});
+    },
+    // Join, initiator side, done: the responder admitted this node.
+    [self](cluster_welcome& w) {
+      auto& st = self->state;
+      auto j = st.joins.find(w.initiator_nonce);
+      if (j == st.joins.end() || j->second.key.empty()
+          || !protocols::constant_time_equal(w.key, j->second.key))
+        return;
+      auto key = j->second.key;
+      auto remote = j->second.remote;
+      end_join(self, j);
+      if (!valid_card(w.card) || w.card.gate != remote)
+        return;
+      add_member(self, w.card, key);
+      if (w.ring_version > st.ring_version) {
+        st.ring_version = w.ring_version;
+        publish_ring(self);
+        publish_status(self);
+      }
+      if (w.addresses.size() <= max_addresses)
+        for (auto& a : w.addresses)
           connect(self, a);
     },
-    // A peer is stopping.
-    [self](protocols::leave_atom) {
-      if (!from_peer(self))
-        return false;
-      retire_member(self, caf::actor_cast<caf::actor_addr>(self->current_sender()));
-      return true;
-    },
+    [self](peer_said& m) { on_peer_message(self, m); },
+    [self](local_peer_gone& g) { remove_member(self, g.gate, g.reason); },
     // This node is stopping (credod on SIGTERM): tell every peer; once each took this node out
     // of its ring, or when `timeout` runs out, leave this node's own ring too.
     [self](local_leave& l) -> caf::result<bool> {
@@ -444,37 +655,26 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg)
       st.leaving = true;
       auto rp = self->make_response_promise<bool>();
       st.leave_promise = rp;
-      st.leave_pending = st.peers.size();
-      if (st.peers.empty()) {
+      st.leave_pending.clear();
+      for (auto& [name, p] : st.peers) {
+        st.leave_pending.insert(name);
+        tell(self, p, protocols::leave_atom::value);
+      }
+      if (st.leave_pending.empty()) {
         finish_leave(self);
         return rp;
       }
-      auto one_done = [self] {
-        if (--self->state.leave_pending == 0)
-          finish_leave(self);
-      };
-      for (auto& [name, p] : st.peers)
-        self->request(p.card.membership, l.timeout, protocols::leave_atom::value)
-          .then([one_done](bool) { one_done(); }, [one_done](caf::error&) { one_done(); });
       self->delayed_send(self, l.timeout, local_leave_deadline{});
       return rp;
     },
     [self](local_leave_deadline) { finish_leave(self); },
     [self](local_revocations& r) {
       for (auto& [name, p] : self->state.peers)
-        self->send(p.card.membership, r.snapshot);
-    },
-    [self](persistence::revocation_snapshot& s) {
-      if (from_peer(self) && self->state.cfg.on_revocations)
-        self->state.cfg.on_revocations(s);
+        tell(self, p, r.snapshot);
     },
     [self](local_keys_changed) {
       for (auto& [name, p] : self->state.peers)
-        self->send(p.card.membership, protocols::keys_changed_atom::value);
-    },
-    [self](protocols::keys_changed_atom) {
-      if (from_peer(self) && self->state.cfg.on_keys_changed)
-        self->state.cfg.on_keys_changed();
+        tell(self, p, protocols::keys_changed_atom::value);
     },
   };
 }
@@ -529,19 +729,26 @@ result<membership> start_membership(caf::actor_system& sys, membership_config cf
   auto host = cfg.host;
   auto port = cfg.port;
   auto tls = cfg.tls;
-  auto actor = sys.spawn(membership_behavior, std::move(cfg));
+  // CAF's named actors answer any process that names them (ConfigServ even stores what it is
+  // sent): no peer uses them, so no process can reach them.
+  sys.registry().erase(caf::atom("SpawnServ"));
+  sys.registry().erase(caf::atom("ConfigServ"));
+  auto gs = std::make_shared<gate_state>();
+  auto actor = sys.spawn(membership_behavior, std::move(cfg), gs);
+  gs->membership = actor;
+  auto gate = make_gate(sys, gs);
   caf::expected<std::uint16_t> bound = caf::sec::runtime_error;
   if (tls)
-    bound = caf::openssl::publish(actor, port, host.c_str(), false);
+    bound = caf::openssl::publish(gate, port, host.c_str(), false);
   else
-    bound = sys.middleman().publish(actor, port, host.c_str(), false);
+    bound = sys.middleman().publish(gate, port, host.c_str(), false);
   if (!bound) {
     caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
     return {errc::internal_error, sys.render(bound.error())};
   }
   auto url_host = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  membership m{actor, url_host + ":" + std::to_string(*bound)};
-  caf::anon_send(actor, caf::publish_atom::value, m.address);
+  membership m{actor, url_host + ":" + std::to_string(*bound), gs};
+  caf::anon_send(actor, caf::publish_atom::value, m.address, gate);
   return m;
 }
 

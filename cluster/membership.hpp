@@ -1,13 +1,18 @@
 #pragma once
-// Cluster membership: each node publishes its membership actor on its cluster address (CAF
-// io::middleman, or caf::openssl for TLS links), joins through any reachable seed, learns every
-// member from the members it meets, and monitors each peer. Joining is a challenge-response on
-// a shared cluster secret in both directions: a node that cannot prove it holds the secret
-// never becomes a member, and messages from actors that are not members are dropped.
+// Cluster membership: each node publishes its gate (cluster/gate.hpp) on its cluster address
+// (CAF io::middleman, or caf::openssl for TLS links), joins through any reachable seed, learns
+// every member from the members it meets, and watches each peer's gate. Joining is a
+// challenge-response on a shared cluster secret in both directions, in one-way messages
+// between gates: a node that cannot prove it holds the secret never becomes a member, and the
+// gate drops every message that does not come from a member with the link key agreed in its
+// join (docs/decisions/0013-cluster-gate.md). Each member gets a link actor
+// (cluster/peer_link.hpp) that carries its entity requests and stands in the ring for its
+// registries.
 //
-// A peer is removed when CAF reports its link down: at once on a connection loss, and after
-// the middleman's connection timeout when heartbeats stop (a frozen or partitioned node; set
-// middleman.heartbeat-interval and connection-timeout on every node alike). Every change
+// A peer is removed when CAF reports its link down (the proxy of its gate terminates): at once
+// on a connection loss, and after the middleman's connection timeout when heartbeats stop (a
+// frozen or partitioned node; set middleman.heartbeat-interval and connection-timeout on every
+// node alike). Every change
 // bumps the ring version, replaces the ownership ring and tells the local registries, which
 // hand off the keys that moved. Peers exchange their views every tick (heartbeat of the
 // membership protocol and anti-entropy): each adopts the highest ring version it hears and
@@ -66,6 +71,7 @@ struct membership_config {
   std::vector<std::string> seeds;        // HOST:PORT
   std::string secret;                    // the shared cluster secret
   bool tls = false;                      // links through caf::openssl
+  bool accept_crash = false;             // --enable-fault-injection: peers may send *_crash
   std::array<caf::actor, protocols::entity_kind_count> registries;  // this node's
   std::shared_ptr<ownership> own;
   std::shared_ptr<cluster_status> status;
@@ -106,13 +112,17 @@ status check_tls_files(const link_options& o);
 /// actor system is built.
 void configure_links(caf::actor_system_config& cfg, const link_options& o);
 
+struct gate_state;
 struct membership {
   caf::actor actor;
   std::string address;  // HOST:PORT as published (the port resolved)
+  std::shared_ptr<const gate_state> gate;  // its count of messages from strangers
 };
 
-/// Spawns the membership actor and publishes it on cfg.host:cfg.port. Errors: the port is in
-/// use, or TLS was asked for without the openssl module loaded.
+/// Spawns the membership actor and publishes the node's gate on cfg.host:cfg.port. Also takes
+/// CAF's named actors (SpawnServ, ConfigServ) out of the actor registry: no peer needs them,
+/// and they would answer anyone. Errors: the port is in use, or TLS was asked for without the
+/// openssl module loaded.
 result<membership> start_membership(caf::actor_system& sys, membership_config cfg);
 
 /// Tells every peer (from any thread): tokens this node revoked, or a new signing key.

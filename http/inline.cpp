@@ -171,6 +171,9 @@ std::vector<MetricFamily> scrape_state(const front_env& env) {
          latency_ms > 0 ? static_cast<double>(latency_ms) / 1000.0 : 0);
 
   std::int64_t members = 1, ring = 0, in_flight = 0;
+  std::uint64_t strangers = 0;
+  if (auto& g = env.options.cluster.gate)
+    strangers = g->dropped.load();
   if (auto& c = env.options.cluster.status) {
     auto view = c->snapshot();
     members = static_cast<std::int64_t>(view.members.size());
@@ -185,6 +188,10 @@ std::vector<MetricFamily> scrape_state(const front_env& env) {
   single("credo_cluster_requests_in_flight", MetricType::Gauge,
          "Entity requests sent to other nodes and not answered yet.",
          static_cast<double>(in_flight));
+  single("credo_cluster_stranger_messages_total", MetricType::Counter,
+         "Messages to the cluster port that did not come from a member with its link key "
+         "(dropped unread).",
+         static_cast<double>(strangers));
 
   auto denials = family("credo_rate_limit_denials_total", MetricType::Counter,
                         "Requests refused with 429 per rule (login.account: a locked or busy "

@@ -11,6 +11,7 @@
 
 #include "actors/context.hpp"
 #include "actors/entities.hpp"
+#include "cluster/gate.hpp"
 #include "cluster/membership.hpp"
 #include "cluster/remote_calls.hpp"
 #include "http/message.hpp"
@@ -25,6 +26,7 @@ struct cluster_handles {
   std::shared_ptr<const cluster::ownership> ownership;
   std::shared_ptr<const cluster::cluster_status> status;
   std::shared_ptr<cluster::remote_calls> in_flight;
+  std::shared_ptr<const cluster::gate_state> gate;  // messages from strangers, dropped
   caf::actor membership;
 };
 

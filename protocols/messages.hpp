@@ -4,6 +4,7 @@
 // Replies that fail carry a caf::error made from credo::errc (CAF_ERROR_CODE_ENUM below).
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <caf/actor.hpp>
@@ -250,43 +251,83 @@ CREDO_ROUTE(lockout_end, rate_limit, key, lockout_answer)
 CREDO_ROUTE(rate_limit_crash, rate_limit, key, bool)
 #undef CREDO_ROUTE
 
-// -- cluster (between the membership actors of two nodes) -----------------------------------------
+template <class... Ts>
+struct type_list {};
+/// Every entity request type (each has a route_of), for code that handles them all.
+using routed_messages =
+  type_list<session_open, session_add_family, session_refresh, session_end, session_revoke_family,
+            session_inspect_refresh, session_crash, consent_grant, consent_query, consent_revoke,
+            consent_check, consent_erase, consent_crash, bucket_take, lockout_begin, lockout_end,
+            rate_limit_crash>;
+/// Fault injection (--enable-fault-injection): refused by every node that runs without it.
+template <class T>
+inline constexpr bool is_crash_message = std::is_same_v<T, session_crash>
+                                         || std::is_same_v<T, consent_crash>
+                                         || std::is_same_v<T, rate_limit_crash>;
 
-/// What a node tells its peers about itself: enough to route entity requests to it.
+// -- cluster (between the gates of two nodes; docs/decisions/0013-cluster-gate.md) --------------
+
+/// What a node tells its peers about itself. Its gate is the only actor of a node that other
+/// processes can address: every message between nodes goes from one gate to the other.
 struct member_card {
   std::string node;         // --node-id
   std::string incarnation;  // random per process start: a restarted node is a new member
   std::string address;      // its cluster HOST:PORT, for peers that learn of it second-hand
-  caf::actor membership;
-  std::vector<caf::actor> registries;  // indexed by entity_kind
+  caf::actor gate;
 };
 
-/// Step 1 of a join, initiator -> responder. Reply: cluster_challenge_reply.
+/// Join step 1, initiator -> responder's gate. Answered with a cluster_challenge_reply sent to
+/// `reply_to` (the initiator's gate). All join messages are one-way: no CAF request crosses
+/// nodes, so no reply can be forged by guessing a request id.
 struct cluster_challenge {
   std::string nonce;
+  caf::actor reply_to;
 };
-/// The responder proves it holds the cluster secret and hands out a nonce for step 2.
+/// The responder proves it holds the cluster secret and hands out a nonce for step 2, or says
+/// why it cannot admit anyone now (`refusal`: "starting" or "leaving"; then no proof).
 struct cluster_challenge_reply {
+  std::string initiator_nonce;  // the challenge's, so the initiator finds its join
   std::string nonce;
   std::string proof;  // HMAC(secret, responder | initiator nonce | responder nonce)
+  std::string refusal;
 };
-/// Step 2: the initiator proves it holds the secret. Reply: cluster_welcome.
+/// Step 2: the initiator proves it holds the secret. Answered with a cluster_welcome sent to
+/// `card.gate`.
 struct cluster_hello {
   member_card card;
   std::string nonce;  // the responder's, from step 1 (single use)
   std::string proof;  // HMAC(secret, initiator | nonce | node | incarnation)
 };
-/// The responder's card and the addresses of every member it knows.
+/// The responder's card and the addresses of every member it knows. `key` is the link key of
+/// the pair (HMAC of the secret over both nonces), which proves the welcome comes from the
+/// node that answered the challenge.
 struct cluster_welcome {
   member_card card;
   std::vector<std::string> addresses;
   std::int64_t ring_version = 0;
+  std::string initiator_nonce;
+  std::string key;
 };
 /// Gossip of a member's view after a change: peers adopt a higher ring version and connect to
 /// addresses they do not know yet.
 struct cluster_view {
   std::vector<std::string> addresses;
   std::int64_t ring_version = 0;
+};
+/// Every message between two members after their join: the receiving gate acts on it only if
+/// `from` is a member now and `key` is the link key agreed in that member's join.
+/// `call` != 0 with `reply` false: an entity request (`payload` one of the route_of types,
+/// `forwarded` as in protocols::forwarded_atom), answered by an envelope with `reply` true and
+/// the same `call` whose payload is the reply or a caf::error. `call` == 0: a one-way message
+/// between membership actors (cluster_view, leave_atom, left_atom, revocation_snapshot,
+/// keys_changed_atom).
+struct cluster_envelope {
+  std::string from;
+  std::string key;
+  std::uint64_t call = 0;
+  bool reply = false;
+  bool forwarded = false;
+  caf::message payload;
 };
 
 // -- inspect -------------------------------------------------------------------------------------
@@ -411,16 +452,16 @@ typename Inspector::result_type inspect(Inspector& f, rate_limit_crash& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, member_card& x) {
-  return f(caf::meta::type_name("member_card"), x.node, x.incarnation, x.address, x.membership,
-           x.registries);
+  return f(caf::meta::type_name("member_card"), x.node, x.incarnation, x.address, x.gate);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_challenge& x) {
-  return f(caf::meta::type_name("cluster_challenge"), x.nonce);
+  return f(caf::meta::type_name("cluster_challenge"), x.nonce, x.reply_to);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_challenge_reply& x) {
-  return f(caf::meta::type_name("cluster_challenge_reply"), x.nonce, x.proof);
+  return f(caf::meta::type_name("cluster_challenge_reply"), x.initiator_nonce, x.nonce, x.proof,
+           x.refusal);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_hello& x) {
@@ -428,11 +469,17 @@ typename Inspector::result_type inspect(Inspector& f, cluster_hello& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_welcome& x) {
-  return f(caf::meta::type_name("cluster_welcome"), x.card, x.addresses, x.ring_version);
+  return f(caf::meta::type_name("cluster_welcome"), x.card, x.addresses, x.ring_version,
+           x.initiator_nonce, x.key);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_view& x) {
   return f(caf::meta::type_name("cluster_view"), x.addresses, x.ring_version);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cluster_envelope& x) {
+  return f(caf::meta::type_name("cluster_envelope"), x.from, x.key, x.call, x.reply, x.forwarded,
+           x.payload);
 }
 
 }  // namespace credo::protocols
@@ -486,6 +533,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(credo_types, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_hello))
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_welcome))
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_view))
+  CAF_ADD_TYPE_ID(credo_types, (credo::protocols::cluster_envelope))
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::bucket_rule))
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::lockout_policy))
   CAF_ADD_TYPE_ID(credo_types, (credo::protocols::bucket_take))
@@ -513,4 +561,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(credo_types, caf::first_custom_type_id)
   // credod -> its membership actor, and that actor -> every peer: this node is stopping; take
   // it out of the ring now (docs/decisions/0012-operability.md, graceful leave).
   CAF_ADD_ATOM(credo_types, credo::protocols, leave_atom, "leave")
+  // A peer's answer to leave_atom: it took the leaving node out of its ring.
+  CAF_ADD_ATOM(credo_types, credo::protocols, left_atom, "left")
 CAF_END_TYPE_ID_BLOCK(credo_types)

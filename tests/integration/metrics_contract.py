@@ -27,6 +27,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "credo_cluster_members": ("gauge", ()),
     "credo_cluster_ring_version": ("gauge", ()),
     "credo_cluster_requests_in_flight": ("gauge", ()),
+    "credo_cluster_stranger_messages_total": ("counter", ()),
     "credo_backend_up": ("gauge", ("backend",)),
     "credo_backend_configured": ("gauge", ("backend",)),
     "credo_build_info": ("gauge", ("version", "node")),

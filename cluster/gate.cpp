@@ -1,0 +1,79 @@
+#include "cluster/gate.hpp"
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "protocols/clock.hpp"
+#include "protocols/crypto.hpp"
+#include "protocols/log.hpp"
+#include "protocols/messages.hpp"
+
+namespace credo::cluster {
+namespace {
+
+class gate_actor final : public caf::monitorable_actor {
+ public:
+  gate_actor(std::shared_ptr<gate_state> st)
+    : caf::monitorable_actor(config()), st_(std::move(st)) {}
+
+  void enqueue(caf::mailbox_element_ptr what, caf::execution_unit* host) override {
+    if (what && what->mid.is_async() && pass(*what, host))
+      return;
+    drop();
+  }
+
+  const char* name() const override { return "cluster_gate"; }
+
+ private:
+  static caf::actor_config& config() {
+    static caf::actor_config cfg;
+    return cfg;
+  }
+
+  bool pass(caf::mailbox_element& what, caf::execution_unit* host) {
+    using namespace protocols;
+    auto& msg = what.content();
+    if (msg.match_elements<cluster_envelope>()) {
+      auto& e = msg.get_as<cluster_envelope>(0);
+      auto table = st_->peers.load(std::memory_order_acquire);
+      auto i = table->find(e.from);
+      if (i == table->end() || !i->second.link)
+        return false;
+      bool known = false;
+      for (auto& k : i->second.keys)
+        known |= constant_time_equal(e.key, k);
+      if (!known)
+        return false;
+      i->second.link->enqueue(nullptr, caf::make_message_id(), what.move_content_to_message(),
+                              host);
+      return true;
+    }
+    if (msg.match_elements<cluster_challenge>() || msg.match_elements<cluster_challenge_reply>()
+        || msg.match_elements<cluster_hello>() || msg.match_elements<cluster_welcome>()) {
+      st_->membership->enqueue(nullptr, caf::make_message_id(), what.move_content_to_message(),
+                               host);
+      return true;
+    }
+    return false;
+  }
+
+  void drop() {
+    auto n = ++st_->dropped;
+    // One line per 10 s at most: a flood must not flood the log.
+    auto now = unix_now_ms();
+    auto last = st_->last_warned_ms.load();
+    if (now - last >= 10000 && st_->last_warned_ms.compare_exchange_strong(last, now))
+      log::warn("cluster messages from strangers dropped", {{"total", n}});
+  }
+
+  std::shared_ptr<gate_state> st_;
+};
+
+}  // namespace
+
+caf::actor make_gate(caf::actor_system& sys, std::shared_ptr<gate_state> st) {
+  return caf::make_actor<gate_actor, caf::actor>(sys.next_actor_id(), sys.node(), &sys,
+                                                 std::move(st));
+}
+
+}  // namespace credo::cluster

@@ -1,0 +1,143 @@
+"""A stranger on the cluster port (docs/decisions/0013-cluster-gate.md): a CAF process without the
+cluster secret (tests/infra/cluster_stranger.cpp) connects to a node's cluster listener, over
+plain links (--cluster-insecure) and over mutual TLS with a certificate of the cluster's own CA,
+and sends every message a member may send to every actor id from 1 to 3000, then an exit
+message with reason `kill` to each. It gets no answer from any actor, and nothing changes: no
+session, consent, bucket or audit event appears, no token is revoked, no actor fails or
+restarts, the node stays ready, counts the messages as strangers', and a real node still joins
+it and is served through it."""
+
+import json
+import os
+import subprocess
+import time
+import unittest
+
+import test_cluster as tc
+from backend_harness import skip_without_backends
+from cluster_harness import (Node, cluster_secret, ready_status, start_node, supervisors,
+                             wait_converged, CONVERGE_S)
+from credo_harness import unique_id
+
+MAX_ID = 3000
+KINDS = ("session", "consent", "rate_limit", "audit_publisher")
+
+
+def stranger_path() -> str:
+    path = os.environ.get("CREDO_CLUSTER_STRANGER")
+    if not path:
+        raise unittest.SkipTest("CREDO_CLUSTER_STRANGER is not set (ctest sets it)")
+    return path
+
+
+def metric(node: Node, name: str) -> float:
+    resp = node.api.get("/metrics")
+    for line in resp.text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} missing from /metrics of {node.node_id}")
+
+
+def run_stranger(node: Node, user_id: str, tls: list[str] = ()) -> dict:
+    host, port = node.cluster.rsplit(":", 1)
+    args = [stranger_path(), host, port, "--user", user_id, "--node", node.node_id,
+            "--max-id", str(MAX_ID), "--wait-ms", "3000", *tls]
+    result = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            timeout=180)
+    if result.returncode != 0:
+        raise AssertionError(f"cluster_stranger exited {result.returncode}: "
+                             f"{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+class StrangerMixin:
+    """The attack and its checks, for one node `self.node` that the subclass starts."""
+
+    node: Node
+
+    def snapshot(self, bearer: str, user_id: str) -> dict:
+        api = self.node.api
+        sessions = api.request("GET", "/auth/sessions", bearer=bearer)
+        consents = api.request("GET", "/auth/consent", bearer=bearer)
+        self.assertEqual((sessions.status, consents.status), (200, 200),
+                         f"{sessions.describe()} {consents.describe()}")
+        actors = supervisors(self.node)
+        return {
+            "sessions": sorted(s["id"] for s in sessions.json["sessions"]),
+            "consents": consents.json["consents"],
+            "audit": sorted(e.get("event_id", json.dumps(e, sort_keys=True))
+                            for e in api.audit(subject=user_id)),
+            "actors": {k: {f: actors.get(k, {}).get(f) for f in ("live", "restarts", "failures")}
+                       for k in KINDS},
+        }
+
+    def attack_changes_nothing(self, tls: list[str] = ()) -> None:
+        api = self.node.api
+        user = api.register_user()
+        grant = api.login(user.email, user.password)
+        bearer = grant["access_token"]
+        before = self.snapshot(bearer, user.id)
+        strangers_before = metric(self.node, "credo_cluster_stranger_messages_total")
+
+        started = time.monotonic()
+        outcome = run_stranger(self.node, user.id, list(tls))
+        print(f"\n[stranger] {outcome['sent']} messages to {outcome['actors']} actor ids in "
+              f"{time.monotonic() - started:.1f} s: {outcome['replies']} answers, "
+              f"{outcome['bounced']} bounced by CAF (no such actor)", flush=True)
+
+        self.assertEqual(outcome["replies"], 0,
+                         f"actors of the node answered a stranger: {outcome['answers']}")
+        status, checks = ready_status(api)
+        self.assertEqual(status, 200, f"/health/ready after the stranger: {checks}")
+        after = self.snapshot(bearer, user.id)
+        self.assertEqual(after, before, "the stranger changed the node's state")
+        self.assertTrue(api.is_active(bearer),
+                        "the stranger's revocations reached the revocation set")
+        # Only the gate is addressable (CAF itself drops messages to every other id), and it
+        # counts all but the join messages it passes to the membership actor.
+        self.assertGreater(metric(self.node, "credo_cluster_stranger_messages_total"),
+                           strangers_before + 50,
+                           "the node did not count the stranger's messages to its gate")
+        # The node still works: a login through it.
+        api.login(user.email, user.password)
+
+
+@skip_without_backends
+class InsecureStrangerTest(StrangerMixin, unittest.TestCase):
+    def setUp(self):
+        stranger_path()
+        self.secret = cluster_secret()
+        self.node = start_node(self.addCleanup, self.secret)
+
+    def test_a_stranger_on_a_plain_cluster_port_changes_nothing(self):
+        self.attack_changes_nothing()
+        # A member still joins it and is served through it (its membership actor, registries
+        # and gate survived the exit messages).
+        other = start_node(self.addCleanup, self.secret, seeds=[self.node.cluster])
+        wait_converged([self.node, other], CONVERGE_S)
+        for n in (self.node, other):
+            user = n.api.register_user()
+            self.assertIn("access_token", other.api.login(user.email, user.password))
+            self.assertIn("access_token", self.node.api.login(user.email, user.password))
+
+
+@skip_without_backends
+class TlsStrangerTest(StrangerMixin, unittest.TestCase):
+    def setUp(self):
+        stranger_path()
+        self.ca = tc.tls_material(self)
+        self.secret = cluster_secret()
+        self.node = tc.start_tls_node(self.addCleanup, self.secret,
+                                      self.ca.issue(unique_id("node")))
+
+    def test_a_stranger_with_a_certificate_of_the_cluster_ca_changes_nothing(self):
+        client = self.ca.issue(unique_id("stranger"))
+        self.attack_changes_nothing(["--tls-cert", client.cert, "--tls-key", client.key,
+                                     "--tls-ca", self.ca.cert])
+        other = tc.start_tls_node(self.addCleanup, self.secret, self.ca.issue(unique_id("node")),
+                                  seeds=[self.node.cluster])
+        wait_converged([self.node, other], CONVERGE_S)
+
+
+if __name__ == "__main__":
+    unittest.main()
