@@ -2,7 +2,9 @@
 // builds the stores, the actor system, the entity registries and the HTTP server, then waits
 // for SIGTERM/SIGINT and drains.
 #include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <optional>
 #include <string_view>
 #include <tuple>
@@ -110,6 +112,27 @@ std::string host_name() {
   if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0')
     return "credo";
   return buf;
+}
+
+/// Why an operator's admin token is too weak to guard /admin ("" if it is not): shorter than
+/// 32 characters, or a placeholder from an example file left in place.
+std::string weak_admin_token(const std::string& token) {
+  if (token.size() < 32)
+    return "shorter than 32 characters";
+  std::string lower;
+  for (char c : token)
+    if (std::isalnum(static_cast<unsigned char>(c)))
+      lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* placeholder : {"changeme", "replaceme", "placeholder", "example", "yourtoken",
+                                  "admintoken", "xxxxxxxx"})
+    if (lower.find(placeholder) != std::string::npos)
+      return "it looks like a placeholder";
+  std::size_t distinct = 0;
+  for (int c = 0; c < 256; ++c)
+    distinct += token.find(static_cast<char>(c)) != std::string::npos;
+  if (distinct < 8)
+    return "too few distinct characters";
+  return {};
 }
 
 }  // namespace
@@ -309,6 +332,9 @@ int main(int argc, char** argv) {
   bool generated_admin = false;
   if (auto v = std::getenv("CREDO_ADMIN_TOKEN"); v && *v) {
     admin_token = v;
+    if (auto why = weak_admin_token(admin_token); !why.empty())
+      fail("CREDO_ADMIN_TOKEN is refused: " + why
+           + " (use at least 32 random characters, e.g. `openssl rand -hex 32`)");
   } else {
     admin_token = credo::protocols::random_token(32);
     generated_admin = true;
@@ -475,9 +501,17 @@ int main(int argc, char** argv) {
     if (opt.enable_fault_injection)
       credo::log::warn("fault injection is enabled: entities can be crashed through the admin API",
                        nlohmann::json::object());
-    if (generated_admin)
-      credo::log::lifecycle("generated admin token (shown once; set CREDO_ADMIN_TOKEN to choose one)",
-                       {{"admin_token", admin_token}});
+    // A token never goes to the log (log pipelines keep and ship it): a generated one is shown
+    // once on the terminal, and not at all when stderr is not one.
+    if (generated_admin) {
+      bool shown = isatty(STDERR_FILENO) == 1;
+      if (shown)
+        std::fprintf(stderr, "credod: generated admin token (shown once): %s\n", admin_token.c_str());
+      credo::log::lifecycle(shown ? "generated an admin token, shown once on the terminal"
+                                  : "generated an admin token that is not shown (stderr is not a "
+                                    "terminal): set CREDO_ADMIN_TOKEN to use the admin API",
+                            nlohmann::json::object());
+    }
     nlohmann::json listening{{"url", url},
                              {"issuer", ctx->tokens.issuer},
                              {"stores", backends.describe()},

@@ -49,7 +49,7 @@ fi
 export DATABASE_URL="$CREDO_TEST_DATABASE_URL" REDIS_URL="$CREDO_TEST_REDIS_URL"
 export CREDO_KEY_ENCRYPTION_KEY="$(printf '5f%.0s' $(seq 32))"
 export CREDO_CLUSTER_SECRET="$(openssl rand -hex 32)"
-export CREDO_ADMIN_TOKEN="bench-admin-$(openssl rand -hex 8)"
+export CREDO_ADMIN_TOKEN="bench-admin-$(openssl rand -hex 16)"
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 node() {  # name seeds -> prints "http cluster"

@@ -82,11 +82,11 @@ for conns in (1, 16):
 # -- revocation lag ------------------------------------------------------------------------------
 print("== 2. revocation on a, seen inactive on b and c")
 st, cl = api[0].call("POST", "/admin/clients", {
-    "client_id": f"bench-rs-{secrets.token_hex(4)}", "client_secret": "bench-secret-123456",
+    "client_id": f"bench-rs-{secrets.token_hex(4)}", "client_secret": "bench-secret-123456-0123456789abcdef",
     "scopes": ["internal"], "grant_types": ["client_credentials"]}, headers=bearer_admin)
 assert st == 201, (st, cl)
 basic = {"Authorization": "Basic " + base64.b64encode(
-    f"{cl['client_id']}:bench-secret-123456".encode()).decode()}
+    f"{cl['client_id']}:bench-secret-123456-0123456789abcdef".encode()).decode()}
 lags = {1: [], 2: []}
 u = users[-1]
 for n in range(100):

@@ -157,12 +157,12 @@ done
 echo "credod $url ($(grep -o '"stores":"[^"]*"' "$work/credod.log" | head -1))"
 
 admin() { curl -sf -X POST "$url$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$2" >/dev/null; }
-admin /admin/clients '{"client_id":"bench","client_secret":"bench-secret-0123456789","scopes":["read"],"grant_types":["client_credentials"]}'
-admin /admin/clients '{"client_id":"benchlat","client_secret":"bench-secret-0123456789","scopes":["read"],"grant_types":["client_credentials"]}'
+admin /admin/clients '{"client_id":"bench","client_secret":"bench-secret-0123456789-abcdefghij","scopes":["read"],"grant_types":["client_credentials"]}'
+admin /admin/clients '{"client_id":"benchlat","client_secret":"bench-secret-0123456789-abcdefghij","scopes":["read"],"grant_types":["client_credentials"]}'
 curl -sf -X POST "$url/users" -H 'Content-Type: application/json' \
   -d '{"email":"bench@example.com","password":"bench-password"}' >/dev/null
-basic="$(printf 'bench:bench-secret-0123456789' | base64 -w0)"
-basic_lat="$(printf 'benchlat:bench-secret-0123456789' | base64 -w0)"
+basic="$(printf 'bench:bench-secret-0123456789-abcdefghij' | base64 -w0)"
+basic_lat="$(printf 'benchlat:bench-secret-0123456789-abcdefghij' | base64 -w0)"
 
 # Logins keep the refresh token of every session they open (the chains of step 1).
 cat > "$work/login.lua" <<LUA

@@ -60,7 +60,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-CREDO_ADMIN_TOKEN="bench-admin-$(openssl rand -hex 8)"
+CREDO_ADMIN_TOKEN="bench-admin-$(openssl rand -hex 16)"
 export CREDO_ADMIN_TOKEN
 bench=(python3 bench/rate_limits_bench.py)
 

@@ -26,7 +26,7 @@ from benchlib import Client, owner_of, poll
 
 ADMIN = os.environ.get("CREDO_ADMIN_TOKEN", "")
 CLIENT_ID = "bench"  # its buckets: introspect.client:bench on c, token.client:bench on b
-CLIENT_SECRET = "bench-secret-0123456789"
+CLIENT_SECRET = "bench-secret-0123456789-abcdefghij"
 EMAIL, PASSWORD = "bench-rl@example.com", "bench-password"
 NAMES = ["a", "b", "c"]  # node ids bench/rate_limits.sh gives the cluster
 HZ = os.sysconf("SC_CLK_TCK")

@@ -50,12 +50,12 @@ url="$(grep -o '"url":"[^"]*"' "$work/credod.log" | head -1 | cut -d'"' -f4)"
 [[ -n "$url" ]] || { cat "$work/credod.log"; exit 1; }
 
 curl -sf -X POST "$url/admin/clients" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-  -d '{"client_id":"bench","client_secret":"bench-secret-0123456789","scopes":["read"],"grant_types":["client_credentials"]}' >/dev/null
+  -d '{"client_id":"bench","client_secret":"bench-secret-0123456789-abcdefghij","scopes":["read"],"grant_types":["client_credentials"]}' >/dev/null
 curl -sf -X POST "$url/users" -H 'Content-Type: application/json' \
   -d '{"email":"bench@example.com","password":"bench-password"}' >/dev/null
 access="$(curl -sf -X POST "$url/auth/login" -H 'Content-Type: application/json' \
   -d '{"email":"bench@example.com","password":"bench-password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
-basic="$(printf 'bench:bench-secret-0123456789' | base64 -w0)"
+basic="$(printf 'bench:bench-secret-0123456789-abcdefghij' | base64 -w0)"
 
 cat > "$work/introspect.lua" <<LUA
 wrk.method = "POST"

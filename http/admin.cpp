@@ -17,14 +17,69 @@ bool valid_client_id(const std::string& id) {
   });
 }
 
+bool lower_alnum_or(char c, std::string_view extra) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || extra.find(c) != std::string_view::npos;
+}
+
+/// The host of an http(s) URI after "://" (brackets kept for IPv6), without userinfo or port.
+std::string_view uri_host(std::string_view rest) {
+  auto end = rest.find_first_of("/?");
+  auto authority = rest.substr(0, end);
+  if (authority.find('@') != std::string_view::npos)
+    return {};  // userinfo in a redirect URI only serves to confuse readers of it
+  if (!authority.empty() && authority.front() == '[') {
+    auto close = authority.find(']');
+    return close == std::string_view::npos ? std::string_view{} : authority.substr(0, close + 1);
+  }
+  return authority.substr(0, authority.find(':'));
+}
+
+bool loopback_host(std::string_view host) {
+  if (host == "localhost" || host == "[::1]")
+    return true;
+  // 127.0.0.0/8 as a dotted quad.
+  if (!host.starts_with("127."))
+    return false;
+  int parts = 0;
+  std::size_t i = 0;
+  while (i <= host.size()) {
+    auto dot = host.find('.', i);
+    auto part = host.substr(i, dot == std::string_view::npos ? std::string_view::npos : dot - i);
+    if (part.empty() || part.size() > 3
+        || !std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; })
+        || std::stoi(std::string{part}) > 255)
+      return false;
+    ++parts;
+    if (dot == std::string_view::npos)
+      break;
+    i = dot + 1;
+  }
+  return parts == 4;
+}
+
+/// A redirect URI a client may register (RFC 6749 3.1.2, RFC 8252 7, RFC 9700 2.1): absolute,
+/// no fragment, no spaces or controls; https to any host; http only to a loopback address (a
+/// native app's local listener); or a private-use scheme in reverse-domain form
+/// (com.example.app:/callback). Anything else (plain http to a remote host, javascript:, data:,
+/// file:, a scheme without a dot) is refused.
 bool valid_redirect_uri(const std::string& u) {
-  // Absolute URI without a fragment (RFC 6749 3.1.2); http(s) or a private-use scheme.
-  if (u.empty() || u.size() > 2048 || u.find('#') != std::string::npos)
+  if (u.empty() || u.size() > 2048 || u.find('#') != std::string::npos
+      || std::any_of(u.begin(), u.end(), [](unsigned char c) { return c <= 0x20 || c >= 0x7F; }))
     return false;
-  auto colon = u.find("://");
-  if (colon == std::string::npos || colon == 0)
+  std::string_view v{u};
+  if (v.starts_with("https://"))
+    return !uri_host(v.substr(8)).empty();
+  if (v.starts_with("http://"))
+    return loopback_host(uri_host(v.substr(7)));
+  auto colon = v.find(':');
+  if (colon == std::string_view::npos || colon + 1 >= v.size())
     return false;
-  return std::none_of(u.begin(), u.end(), [](unsigned char c) { return c <= 0x20 || c == 0x7F; });
+  auto scheme = v.substr(0, colon);
+  return scheme.find('.') != std::string_view::npos && scheme.front() >= 'a'
+         && scheme.front() <= 'z' && scheme.back() != '.'
+         && std::all_of(scheme.begin(), scheme.end(),
+                        [](char c) { return lower_alnum_or(c, ".+-"); })
+         && scheme.find("..") == std::string_view::npos;
 }
 
 result<std::vector<std::string>> string_array(const nlohmann::json& body, const char* name,
@@ -55,13 +110,36 @@ void admin_clients_create(front_self, front_env& env, job_ptr j) {
     return j->respond(input_error(body));
   auto id = string_field(*body, "client_id", 128);
   auto secret = string_field(*body, "client_secret", 512);
-  if (!id || !secret)
-    return j->respond(errc_response(errc::invalid_request, "client_id and client_secret must be strings"));
+  auto method = string_field(*body, "token_endpoint_auth_method", 32);
+  if (!id || !secret || !method)
+    return j->respond(errc_response(
+      errc::invalid_request,
+      "client_id, client_secret and token_endpoint_auth_method must be strings"));
   if (!id->has_value() || !valid_client_id(**id) || **id == first_party_client)
     return j->respond(errc_response(
       errc::invalid_request, "client_id is required: 1-128 of [A-Za-z0-9._:-], not 'credo'"));
-  if (secret->has_value() && ((*secret)->size() < 8))
-    return j->respond(errc_response(errc::invalid_request, "client_secret must be 8 to 512 characters"));
+  // Secrets are stored as unsalted SHA-256 (0003), which is safe only for high-entropy secrets:
+  // a given one has at least 32 characters; a confidential client registered without one gets
+  // a generated one (256 bits), answered once.
+  std::string auth_method = method->value_or("");
+  if (!auth_method.empty() && auth_method != "none" && auth_method != "client_secret_basic"
+      && auth_method != "client_secret_post")
+    return j->respond(errc_response(errc::invalid_request,
+                                    "token_endpoint_auth_method must be none, client_secret_basic "
+                                    "or client_secret_post"));
+  if (secret->has_value() && (*secret)->size() < 32)
+    return j->respond(errc_response(
+      errc::invalid_request,
+      "client_secret must be 32 to 512 characters (omit it and set token_endpoint_auth_method "
+      "to client_secret_basic to have one generated)"));
+  if (secret->has_value() && auth_method == "none")
+    return j->respond(errc_response(errc::invalid_request,
+                                    "a client with token_endpoint_auth_method none has no secret"));
+  bool generated = false;
+  if (!secret->has_value() && !auth_method.empty() && auth_method != "none") {
+    *secret = protocols::random_token(32);
+    generated = true;
+  }
   auto uris = string_array(*body, "redirect_uris", 32, false);
   auto scopes = string_array(*body, "scopes", 64, false);
   auto grants = string_array(*body, "grant_types", 3, false);
@@ -73,7 +151,10 @@ void admin_clients_create(front_self, front_env& env, job_ptr j) {
     return j->respond(errc_response(grants.error(), grants.description()));
   for (auto& u : *uris)
     if (!valid_redirect_uri(u))
-      return j->respond(errc_response(errc::invalid_request, "redirect_uris must be absolute URIs without fragment"));
+      return j->respond(errc_response(
+        errc::invalid_request,
+        "redirect_uris must be https URIs, http URIs of a loopback address, or private-use "
+        "schemes in reverse-domain form (com.example.app:/cb), without a fragment"));
   for (auto& s : *scopes)
     if (!valid_scope_token(s))
       return j->respond(errc_response(errc::invalid_request, "scopes must be scope tokens"));
@@ -102,14 +183,22 @@ void admin_clients_create(front_self, front_env& env, job_ptr j) {
     return j->respond(errc_response(st.error(), st.error() == errc::conflict
                                                   ? "client_id is already registered"
                                                   : "client store unavailable"));
-  j->respond(json_response(201, nlohmann::json{{"client_id", c.client_id},
-                                               {"redirect_uris", c.redirect_uris},
-                                               {"scopes", c.scopes},
-                                               {"grant_types", c.grant_types},
-                                               {"token_endpoint_auth_method",
-                                                is_public ? "none" : "client_secret_basic"},
-                                               {"created_at", rfc3339(c.created_at)}}
-                                      .dump()));
+  nlohmann::json out{{"client_id", c.client_id},
+                     {"redirect_uris", c.redirect_uris},
+                     {"scopes", c.scopes},
+                     {"grant_types", c.grant_types},
+                     {"token_endpoint_auth_method",
+                      is_public ? std::string{"none"}
+                      : auth_method.empty() ? std::string{"client_secret_basic"}
+                                            : auth_method},
+                     {"created_at", rfc3339(c.created_at)}};
+  if (!generated)
+    return j->respond(json_response(201, out.dump()));
+  out["client_secret"] = **secret;  // shown this once; only its hash is stored
+  auto r = json_response(201, out.dump());
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.headers.emplace_back("Pragma", "no-cache");
+  j->respond(std::move(r));
 }
 
 void admin_keys_rotate(front_self, front_env& env, job_ptr j) {
@@ -187,14 +276,26 @@ response admin_cluster(const front_env& env) {
                               .dump());
 }
 
-response dashboard() {
+response dashboard(dashboard_asset which) {
   response r;
-  r.content_type = "text/html; charset=utf-8";
-  r.body = std::string{dashboard_html()};
+  switch (which) {
+    case dashboard_asset::page:
+      r.content_type = "text/html; charset=utf-8";
+      r.body = std::string{dashboard_html()};
+      break;
+    case dashboard_asset::style:
+      r.content_type = "text/css; charset=utf-8";
+      r.body = std::string{dashboard_css()};
+      break;
+    case dashboard_asset::script:
+      r.content_type = "text/javascript; charset=utf-8";
+      r.body = std::string{dashboard_js()};
+      break;
+  }
   r.headers.emplace_back("Content-Security-Policy",
-                         "default-src 'none'; script-src 'self' 'unsafe-inline'; "
-                         "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
-                         "frame-ancestors 'none'");
+                         "default-src 'none'; script-src 'self'; style-src 'self'; "
+                         "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                         "base-uri 'none'; form-action 'none'");
   r.headers.emplace_back("Cache-Control", "no-store");
   r.headers.emplace_back("X-Content-Type-Options", "nosniff");
   r.headers.emplace_back("Referrer-Policy", "no-referrer");

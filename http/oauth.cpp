@@ -1,5 +1,7 @@
 // OAuth 2 endpoints: /auth/authorize (code + PKCE S256), /auth/token (authorization_code,
 // refresh_token, client_credentials), /auth/revoke (RFC 7009), refresh-token introspection.
+#include <unordered_set>
+
 #include "actors/token_issuer.hpp"
 #include "http/front.hpp"
 #include "protocols/clock.hpp"
@@ -196,6 +198,17 @@ void oauth_authorize(front_self self, front_env& env, job_ptr j) {
   if (!b)
     return j->respond(errc_response(b.error(), b.description()));
   const auto& req = j->req;
+  // RFC 6749 3.1: a parameter sent twice makes the request invalid (which one would count is
+  // exactly what an attacker who can append to the URL would like to choose).
+  std::string repeated;
+  std::unordered_set<std::string_view> seen;
+  for (auto& [name, value] : req.query)
+    if (!seen.insert(name).second) {
+      repeated = name.substr(0, 64);
+      break;
+    }
+  if (repeated == "client_id" || repeated == "redirect_uri")
+    return j->respond(errc_response(errc::invalid_request, repeated + " is repeated"));
   auto client_id = req.query_param("client_id");
   auto redirect_uri = req.query_param("redirect_uri");
   if (!client_id || !redirect_uri || client_id->size() > 128 || redirect_uri->size() > 2048)
@@ -217,6 +230,8 @@ void oauth_authorize(front_self self, front_env& env, job_ptr j) {
                               {"state", state},
                               {"iss", env.ctx->tokens.issuer}}));
   };
+  if (!repeated.empty())
+    return fail("invalid_request", "parameter " + repeated + " is repeated");
   if (req.query_param("response_type").value_or("") != "code")
     return fail("unsupported_response_type", "only response_type=code is supported");
   if (!contains(client.grant_types, "authorization_code"))

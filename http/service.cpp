@@ -41,6 +41,8 @@ enum route : int {
   r_admin_audit,
   r_admin_crash,
   r_dashboard,
+  r_dashboard_css,
+  r_dashboard_js,
 };
 
 router make_router() {
@@ -75,6 +77,8 @@ router make_router() {
   r.add("GET", "/admin/audit", r_admin_audit);
   r.add("POST", "/admin/faults/crash", r_admin_crash);
   r.add("GET", "/dashboard", r_dashboard);
+  r.add("GET", "/dashboard.css", r_dashboard_css);
+  r.add("GET", "/dashboard.js", r_dashboard_js);
   return r;
 }
 
@@ -252,7 +256,9 @@ void service::handle(request&& req, responder respond) {
     case r_health_ready: return answer(health_ready(env));
     case r_health: return answer(health(env));
     case r_metrics: return answer(metrics(env));
-    case r_dashboard: return answer(dashboard());
+    case r_dashboard: return answer(dashboard(dashboard_asset::page));
+    case r_dashboard_css: return answer(dashboard(dashboard_asset::style));
+    case r_dashboard_js: return answer(dashboard(dashboard_asset::script));
     default: break;
   }
   // Without its schema and signing keys (the database was unreachable at start) a node can

@@ -57,7 +57,7 @@ class DiscoveryAndJwksTest(CredoTestCase):
 class AdminClientsTest(CredoTestCase):
 
     def test_register_confidential_client(self):
-        client_id, secret = unique_id("conf"), "very-secret-value-123456"
+        client_id, secret = unique_id("conf"), "very-secret-value-0123456789abcdef"
         payload = {"client_id": client_id, "client_secret": secret,
                    "redirect_uris": ["http://127.0.0.1:9/cb"], "scopes": ["a.read"],
                    "grant_types": ["authorization_code", "refresh_token", "client_credentials"]}
@@ -82,6 +82,37 @@ class AdminClientsTest(CredoTestCase):
         self.assertTrue(events, "no client.registered audit event for the new client")
         self.assertNotIn(secret, str(events), "audit event contains the client secret")
 
+    def test_a_confidential_client_without_a_secret_gets_one_generated_once(self):
+        client_id = unique_id("gen")
+        resp = self.api.admin("POST", "/admin/clients", {
+            "client_id": client_id, "redirect_uris": [], "scopes": ["a.read"],
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "client_secret_post"})
+        self.assertStatus(resp, 201, "POST /admin/clients without a secret")
+        secret = resp.json.get("client_secret")
+        self.assertIsInstance(secret, str)
+        self.assertGreaterEqual(len(secret), 43, "256 bits, base64url")
+        self.assertEqual(resp.json.get("token_endpoint_auth_method"), "client_secret_post")
+        self.assertEqual(resp.header("cache-control"), "no-store")
+        token = self.api.post_form("/auth/token", {"grant_type": "client_credentials",
+                                                   "client_id": client_id,
+                                                   "client_secret": secret})
+        self.assertStatus(token, 200, "client_credentials with the generated secret")
+        events = [e for e in self.api.audit(limit=100) if e.get("client_id") == client_id]
+        self.assertTrue(events)
+        self.assertNotIn(secret, str(events), "audit event contains the generated secret")
+
+    def test_redirect_uris_that_are_allowed(self):
+        for uri in ("https://app.example/cb", "https://app.example:8443/cb?x=1",
+                    "http://127.0.0.1:9/cb", "http://127.0.0.53/cb", "http://[::1]:8080/cb",
+                    "http://localhost/cb", "com.example.app:/oauth2redirect",
+                    "com.example.app://callback"):
+            with self.subTest(uri=uri):
+                resp = self.api.admin("POST", "/admin/clients", {
+                    "client_id": unique_id("uri"), "redirect_uris": [uri], "scopes": ["a"],
+                    "grant_types": ["authorization_code"]})
+                self.assertStatus(resp, 201, f"redirect URI {uri}")
+
     def test_register_public_client(self):
         resp = self.api.admin("POST", "/admin/clients", {
             "client_id": unique_id("pub"), "redirect_uris": ["http://127.0.0.1:9/cb"],
@@ -92,7 +123,7 @@ class AdminClientsTest(CredoTestCase):
     def test_registration_errors(self):
         existing = self.api.admin_register_client()
         dup = self.api.admin("POST", "/admin/clients", {
-            "client_id": existing.client_id, "client_secret": "another-secret-123",
+            "client_id": existing.client_id, "client_secret": "another-secret-0123456789abcdefgh",
             "redirect_uris": ["http://127.0.0.1:9/cb"], "scopes": ["a"],
             "grant_types": ["authorization_code"]})
         self.assertError(dup, 409, "conflict", "duplicate client_id")
@@ -101,11 +132,27 @@ class AdminClientsTest(CredoTestCase):
                 "scopes": ["a"], "grant_types": ["authorization_code"]}
         cases = {
             "public client_credentials": {**base, "grant_types": ["client_credentials"]},
-            "unknown grant type": {**base, "client_secret": "s3cret-s3cret",
+            "unknown grant type": {**base, "client_secret": "s3cret-" * 6,
                                    "grant_types": ["password"]},
-            "implicit grant": {**base, "client_secret": "s3cret-s3cret",
+            "implicit grant": {**base, "client_secret": "s3cret-" * 6,
                                "grant_types": ["implicit"]},
+            # Secrets are stored as unsalted SHA-256: only high-entropy ones (0003).
+            "secret of 31 characters": {**base, "client_secret": "x" * 31},
+            "secret of 8 characters": {**base, "client_secret": "s3cret-s"},
+            "secret with auth method none": {**base, "client_secret": "s3cret-" * 6,
+                                             "token_endpoint_auth_method": "none"},
+            "unknown auth method": {**base, "token_endpoint_auth_method": "private_key_jwt"},
             "missing client_id": {k: v for k, v in base.items() if k != "client_id"},
+            # Redirect URIs (RFC 9700 2.1, RFC 8252 7): https, http only to loopback, or a
+            # private-use scheme in reverse-domain form.
+            "plain http to a remote host": {**base, "redirect_uris": ["http://app.example/cb"]},
+            "http to a host named like loopback": {**base,
+                                                   "redirect_uris": ["http://127.0.0.1.evil.example/cb"]},
+            "userinfo": {**base, "redirect_uris": ["https://good.example@evil.example/cb"]},
+            "javascript scheme": {**base, "redirect_uris": ["javascript:alert(1)"]},
+            "data scheme": {**base, "redirect_uris": ["data:text/html,x"]},
+            "scheme without a dot": {**base, "redirect_uris": ["myapp://cb"]},
+            "fragment": {**base, "redirect_uris": ["https://app.example/cb#x"]},
             "scopes not a list": {**base, "scopes": "a"},
         }
         for name, payload in cases.items():
@@ -313,3 +360,46 @@ class HealthAndOpsTest(CredoTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class AdminTokenTest(unittest.TestCase):
+    """CREDO_ADMIN_TOKEN guards /admin/*: a short or placeholder token is refused at start, and
+    a generated one never reaches the log."""
+
+    def run_credod(self, token):
+        import subprocess
+        from credo_harness import credod_path, server_env
+        env = server_env(None)
+        env.pop("CREDO_ADMIN_TOKEN", None)
+        if token is not None:
+            env["CREDO_ADMIN_TOKEN"] = token
+        return subprocess.run([credod_path(), "--http", "127.0.0.1:0"], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=15)
+
+    def test_weak_admin_tokens_are_refused_at_start(self):
+        for token, why in (("short-token-0123456789", "shorter than 32"),
+                           ("CHANGE_ME", "shorter than 32"),
+                           ("CHANGE_ME-CHANGE_ME-CHANGE_ME-CHANGE_ME", "placeholder"),
+                           ("a" * 40, "distinct")):
+            with self.subTest(token=token):
+                result = self.run_credod(token)
+                self.assertEqual(result.returncode, 2, result.stdout[-500:] + result.stderr[-500:])
+                output = result.stdout + result.stderr
+                self.assertIn("CREDO_ADMIN_TOKEN is refused", output)
+                self.assertIn(why, output)
+                self.assertNotIn(token, output, "the refusal repeats the token")
+
+    def test_a_generated_admin_token_is_not_logged(self):
+        from credo_harness import CredoServer
+        server = CredoServer()
+        server.admin_token = None  # CREDO_ADMIN_TOKEN unset: credod generates one
+        self.addCleanup(server.stop)
+        server.start()
+        records = server.log_records()
+        generated = [r for r in records if "generated an admin token" in r.get("msg", "")]
+        self.assertTrue(generated, f"no line about the generated token: {records[:5]}")
+        text = server.stdout_text() + server.stderr_text()
+        self.assertNotRegex(text, r"admin_token", "a log line carries an admin token field")
+        # stderr is not a terminal here, so the generated token is shown nowhere.
+        self.assertNotIn("shown once): ", text)

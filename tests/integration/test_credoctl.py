@@ -32,14 +32,14 @@ class CredoctlTest(CredoTestCase):
 
     def test_clients_add_registers_a_usable_client(self):
         client_id = unique_id("ctl-app")  # the durable suite mode keeps clients across runs
-        args = ("clients", "add", "--id", client_id, "--secret", "ctl-secret-0123456789",
+        args = ("clients", "add", "--id", client_id, "--secret", "ctl-secret-0123456789-abcdefghijkl",
                 "--scope", "read", "--grant-type", "client_credentials")
         r = self.ctl(*args)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(json.loads(r.stdout)["client_id"], client_id)
-        self.assertNotIn("ctl-secret-0123456789", r.stdout)
+        self.assertNotIn("ctl-secret-0123456789-abcdefghijkl", r.stdout)
         token = self.api.post_form("/auth/token", {"grant_type": "client_credentials"},
-                                   basic=(client_id, "ctl-secret-0123456789"))
+                                   basic=(client_id, "ctl-secret-0123456789-abcdefghijkl"))
         self.assertStatus(token, 200, "client_credentials with the new client")
         again = self.ctl(*args)
         self.assertNotEqual(again.returncode, 0, "a duplicate client must fail")

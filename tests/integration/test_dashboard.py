@@ -24,11 +24,13 @@ from credo_harness import CredoServer, raw_request
 
 CSP = {
     "default-src": {"'none'"},
-    "script-src": {"'self'", "'unsafe-inline'"},
-    "style-src": {"'unsafe-inline'"},
+    "script-src": {"'self'"},
+    "style-src": {"'self'"},
     "connect-src": {"'self'"},
     "img-src": {"'self'", "data:"},
     "frame-ancestors": {"'none'"},
+    "base-uri": {"'none'"},
+    "form-action": {"'none'"},
 }
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or \
     shutil.which("chromium-browser")
@@ -245,7 +247,19 @@ class DashboardTest(unittest.TestCase):
         # Self-contained: nothing the CSP would block is referenced.
         self.assertNotRegex(body, r'<(script|link|img|iframe)[^>]+(src|href)="(https?:)?//',
                             "the page loads nothing from elsewhere")
-        self.assertNotRegex(body, r"<script[^>]+src=", "scripts are inline")
+        # No inline script or style (the CSP allows none): they are files of the node.
+        self.assertRegex(body, r'<script src="/dashboard\.js"></script>')
+        self.assertRegex(body, r'<link rel="stylesheet" href="/dashboard\.css">')
+        self.assertNotRegex(body, r"<script>|<script [^>]*>[^<]|<style|\sstyle=|\son[a-z]+=",
+                            "inline script or style")
+        for path, kind in (("/dashboard.js", "text/javascript"), ("/dashboard.css", "text/css")):
+            asset = self.get(path)
+            self.assertEqual(asset.status, 200, asset.describe())
+            self.assertEqual(asset.header("content-type", "").replace(" ", "").lower(),
+                             f"{kind};charset=utf-8", asset.describe())
+            self.assertEqual(parse_csp(asset.header("content-security-policy", "")), CSP)
+            self.assertEqual(asset.header("x-content-type-options"), "nosniff")
+            self.assertNotIn(self.server.admin_token, asset.text)
 
     def test_the_page_ignores_a_query_string_and_credentials(self):
         resp = self.get("/dashboard?token=x", {"Authorization": "Bearer wrong"})

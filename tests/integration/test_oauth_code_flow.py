@@ -1,6 +1,7 @@
 """GET /auth/authorize and the authorization_code grant at /auth/token (PKCE, client auth)."""
 
 import secrets
+import urllib.parse
 import unittest
 
 from credo_harness import CredoTestCase, decode_jwt, parse_redirect, pkce_pair
@@ -111,6 +112,29 @@ class CodeFlowTest(CredoTestCase):
                 resp = self.api.authorize(self.bearer, params)
                 self.assertError(resp, 400, "invalid_request", f"authorize with {name}")
                 self.assertIsNone(resp.header("location"), f"{name}: must not redirect")
+
+    def test_repeated_parameters_make_the_request_invalid(self):
+        """RFC 6749 3.1: no parameter may appear twice. A repeated client_id or redirect_uri
+        cannot be redirected to (400 JSON); any other repeated parameter is reported to the
+        client's registered redirect URI."""
+        _, challenge = pkce_pair()
+        params = self.api.authorize_params(self.webapp, "api.read", challenge, state="dup-1")
+        base = urllib.parse.urlencode(params)
+        for name in ("client_id", "redirect_uri"):
+            with self.subTest(parameter=name):
+                resp = self.api.get(f"/auth/authorize?{base}&{name}={urllib.parse.quote(params[name])}",
+                                    bearer=self.bearer)
+                self.assertError(resp, 400, "invalid_request", f"repeated {name}")
+                self.assertIsNone(resp.header("location"))
+        for name, value in (("scope", "api.admin"), ("code_challenge", "x" * 43),
+                            ("code_challenge_method", "plain"), ("state", "other"),
+                            ("response_type", "code")):
+            with self.subTest(parameter=name):
+                resp = self.api.get(f"/auth/authorize?{base}&{name}={value}", bearer=self.bearer)
+                redirect = parse_redirect(resp)
+                self.assertEqual(redirect.base, self.webapp.redirect_uris[0])
+                self.assertEqual(redirect.params.get("error"), "invalid_request", redirect)
+                self.assertNotIn("code", redirect.params)
 
     # -- /auth/authorize errors reported to the client by redirect --------------------------
 
