@@ -18,6 +18,7 @@ struct token_settings {
   std::int64_t session_ttl = 30 * 86400;  // absolute session and refresh-token life
   std::int64_t refresh_grace = 0;         // --refresh-grace-seconds
   std::int64_t code_ttl = 60;
+  std::int64_t clock_skew = 30;  // --clock-skew: seconds of exp/nbf/iat leeway between nodes
 };
 
 class audit_log;

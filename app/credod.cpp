@@ -43,6 +43,7 @@ struct options {
   std::string cluster;
   std::string seeds;
   std::int64_t access_token_ttl = 900;
+  std::int64_t clock_skew = 30;
   std::int64_t refresh_grace_seconds = 0;
   std::int64_t session_ttl = 30 * 86400;
   int io_threads = 1;
@@ -167,6 +168,10 @@ int main(int argc, char** argv) {
   env(app.add_option("--access-token-ttl", opt.access_token_ttl, "access token life, seconds")
         ->check(CLI::Range(std::int64_t{1}, std::int64_t{86400})),
       "CREDO_ACCESS_TOKEN_TTL");
+  env(app.add_option("--clock-skew", opt.clock_skew,
+                     "seconds of clock difference between nodes tolerated in exp, nbf and iat")
+        ->check(CLI::Range(std::int64_t{0}, std::int64_t{300})),
+      "CREDO_CLOCK_SKEW");
   env(app.add_option("--refresh-grace-seconds", opt.refresh_grace_seconds,
                      "replay window that returns the same successor pair")
         ->check(CLI::Range(std::int64_t{0}, std::int64_t{300})),
@@ -343,6 +348,7 @@ int main(int argc, char** argv) {
   auto ctx = std::make_shared<credo::actors::node_context>();
   ctx->node_id = opt.node_id;
   ctx->tokens.access_ttl = opt.access_token_ttl;
+  ctx->tokens.clock_skew = opt.clock_skew;
   ctx->tokens.refresh_grace = opt.refresh_grace_seconds;
   ctx->tokens.session_ttl = opt.session_ttl;
   ctx->stores = backends.stores;

@@ -4,7 +4,6 @@
 #include <nlohmann/json.hpp>
 
 #include "protocols/clock.hpp"
-#include "protocols/crypto.hpp"
 #include "protocols/log.hpp"
 #include "protocols/messages.hpp"
 
@@ -30,26 +29,28 @@ class gate_actor final : public caf::monitorable_actor {
     return cfg;
   }
 
+  void add_link(caf::abstract_actor*) override {}
+  void remove_link(caf::abstract_actor*) override {}
+  bool add_backlink(caf::abstract_actor*) override { return false; }
+  bool remove_backlink(caf::abstract_actor*) override { return false; }
+  void attach(caf::attachable_ptr) override {}  // BASP monitor requests of any process
+
   bool pass(caf::mailbox_element& what, caf::execution_unit* host) {
     using namespace protocols;
     auto& msg = what.content();
     if (msg.match_elements<cluster_envelope>()) {
       auto& e = msg.get_as<cluster_envelope>(0);
       auto table = st_->peers.load(std::memory_order_acquire);
-      auto i = table->find(e.from);
-      if (i == table->end() || !i->second.link)
+      auto i = table->find(gate_key(e.from, e.incarnation));
+      if (i == table->end() || !i->second)
         return false;
-      bool known = false;
-      for (auto& k : i->second.keys)
-        known |= constant_time_equal(e.key, k);
-      if (!known)
-        return false;
-      i->second.link->enqueue(nullptr, caf::make_message_id(), what.move_content_to_message(),
-                              host);
+      i->second->enqueue(nullptr, caf::make_message_id(), what.move_content_to_message(), host);
       return true;
     }
     if (msg.match_elements<cluster_challenge>() || msg.match_elements<cluster_challenge_reply>()
         || msg.match_elements<cluster_hello>() || msg.match_elements<cluster_welcome>()) {
+      if (!take_join_token())
+        return false;
       st_->membership->enqueue(nullptr, caf::make_message_id(), what.move_content_to_message(),
                                host);
       return true;
@@ -57,8 +58,16 @@ class gate_actor final : public caf::monitorable_actor {
     return false;
   }
 
+  bool take_join_token() {
+    auto now = unix_now_ms();
+    auto last = st_->join_refill_ms.load();
+    if (now - last >= 1000 && st_->join_refill_ms.compare_exchange_strong(last, now))
+      st_->join_tokens.store(200);
+    return st_->join_tokens.fetch_sub(1) > 0;
+  }
+
   void drop() {
-    auto n = ++st_->dropped;
+    auto n = ++*st_->dropped;
     // One line per 10 s at most: a flood must not flood the log.
     auto now = unix_now_ms();
     auto last = st_->last_warned_ms.load();

@@ -8,39 +8,45 @@
 // members know only the gate, and every message between nodes is a one-way send from one
 // gate to the other, without a sender. The gate is not a scheduled actor: it has no mailbox
 // and no exit handling, and acts on each message as it is enqueued:
-// - a cluster_envelope whose `from` is a member (or a node admitted or leaving) and whose
-//   key is a link key agreed with it goes to that member's link actor;
-// - join messages (challenge, challenge reply, hello, welcome) go to the membership actor,
-//   which checks them against the cluster secret and its own nonces;
-// - anything else (requests, responses, exit and down messages, envelopes with a wrong key)
-//   is dropped and counted.
+// - a cluster_envelope from a member (or a node admitted or leaving), by node name and
+//   incarnation, goes to that member's link actor, which opens it only if it was sealed under
+//   a key of their join (peer_link.hpp);
+// - join messages (challenge, challenge reply, hello, welcome), at most 200 a second, go to
+//   the membership actor, which checks them against the cluster secret and its own nonces;
+// - anything else (requests, responses, exit and down messages, envelopes of strangers) is
+//   dropped and counted. Link requests (which CAF hands to an actor directly) and monitor
+//   requests of other processes are ignored: nothing can link to the gate or grow it.
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include <vector>
 
 #include <caf/fwd.hpp>
 #include <caf/actor.hpp>
 
 namespace credo::cluster {
 
-/// A node whose envelopes the gate passes on: the link keys agreed with it (one per completed
-/// join between the two nodes; both directions may join at once) and its link actor.
-struct gate_peer {
-  std::vector<std::string> keys;
-  caf::actor link;
-};
-using gate_table = std::unordered_map<std::string, gate_peer>;
+/// The link actor of each node whose envelopes the gate passes on, by gate_key(node,
+/// incarnation): a restarted node (new incarnation) and its old self have links of their own.
+using gate_table = std::unordered_map<std::string, caf::actor>;
+inline std::string gate_key(const std::string& node, const std::string& incarnation) {
+  return node + '\n' + incarnation;
+}
 
 /// Shared by the gate (any thread that delivers network messages) and the membership actor,
 /// which writes the table on every change of its peers.
 struct gate_state {
   caf::actor membership;  // set before the gate is created, never changed
   std::atomic<std::shared_ptr<const gate_table>> peers{std::make_shared<const gate_table>()};
-  std::atomic<std::uint64_t> dropped{0};  // messages from strangers (credo_cluster_stranger_messages_total)
+  // Messages from strangers (credo_cluster_stranger_messages_total): dropped by the gate, or
+  // envelopes a link could not open.
+  std::shared_ptr<std::atomic<std::uint64_t>> dropped =
+    std::make_shared<std::atomic<std::uint64_t>>(0);
   std::atomic<std::int64_t> last_warned_ms{0};
+  // Join messages: a token bucket (200 a second, bursts of 200), refilled on use.
+  std::atomic<std::int64_t> join_tokens{200};
+  std::atomic<std::int64_t> join_refill_ms{0};
 };
 
 /// Creates the gate of a node (not yet published).

@@ -65,13 +65,12 @@ constexpr std::size_t max_nonce = 64;
 constexpr std::size_t max_name = 128;
 constexpr std::size_t max_addresses = 256;
 constexpr std::size_t max_issued_nonces = 1024;
-constexpr std::size_t max_keys_per_peer = 8;
+constexpr std::chrono::milliseconds verify_timeout{500};
 constexpr std::int64_t nonce_life_ms = 10000;
 
 struct peer {
   member_card card;
-  std::vector<std::string> keys;  // link keys of the joins with it; the first is sent
-  caf::actor link;
+  caf::actor link;  // holds the link keys of the joins with it
   std::int64_t last_seen_ms = 0;
 };
 
@@ -111,6 +110,7 @@ struct membership_state {
   bool leaving = false;  // this node is stopping: out of its own ring, admits no one
   std::optional<caf::typed_response_promise<bool>> leave_promise;  // until every peer answered
   std::set<std::string> leave_pending;
+  std::set<std::string> verifying;  // members whose gate proxy died, being checked
   static inline const char* name = "cluster_membership";
 };
 
@@ -140,10 +140,49 @@ bool valid_card(const member_card& c) {
          && c.incarnation.size() <= max_name && c.address.size() <= 300 && c.gate;
 }
 
+std::string length_prefixed(std::initializer_list<std::string_view> fields) {
+  std::string out;
+  for (auto f : fields) {
+    out += std::to_string(f.size());
+    out += ':';
+    out += f;
+  }
+  return out;
+}
+
 std::string link_key(const std::string& secret, const std::string& initiator_nonce,
                      const std::string& responder_nonce) {
-  return protocols::hmac_sha256(secret, "credo-cluster-v1|link|" + initiator_nonce + "|"
-                                          + responder_nonce);
+  return protocols::hmac_sha256(
+    secret, length_prefixed({"credo-cluster-v1|link", initiator_nonce, responder_nonce}));
+}
+
+/// What a proof binds a card to: every field, the gate by node and actor id.
+std::string card_text(const member_card& c) {
+  auto gate = c.gate ? std::to_string(c.gate->id()) + "@" + caf::to_string(c.gate->node()) : "";
+  return length_prefixed({c.node, c.incarnation, c.address, gate});
+}
+
+/// The responder proves it holds the secret on the initiator's nonce.
+std::string responder_proof(const std::string& secret, const std::string& initiator_nonce,
+                            const std::string& responder_nonce) {
+  return protocols::hmac_sha256(
+    secret, length_prefixed({"credo-cluster-v1|responder", initiator_nonce, responder_nonce}));
+}
+
+/// The initiator proves it holds the secret on both nonces, over its whole card (a relay of its
+/// hello with another gate or address does not verify).
+std::string initiator_proof(const std::string& secret, const std::string& initiator_nonce,
+                            const std::string& responder_nonce, const member_card& card) {
+  return protocols::hmac_sha256(
+    secret, length_prefixed({"credo-cluster-v1|initiator", initiator_nonce, responder_nonce,
+                             card_text(card)}));
+}
+
+/// The responder's proof in its welcome: the pair's link key over its card.
+std::string welcome_proof(const std::string& key, const std::string& initiator_nonce,
+                          const member_card& card) {
+  return protocols::hmac_sha256(
+    key, length_prefixed({"credo-cluster-v1|welcome", initiator_nonce, card_text(card)}));
 }
 
 std::vector<std::string> known_addresses(const membership_state& st) {
@@ -153,15 +192,16 @@ std::vector<std::string> known_addresses(const membership_state& st) {
   return out;
 }
 
-/// The gate's table: members, admitted nodes and leaving members (whose replies still count).
+/// The gate's table: members, admitted nodes and leaving members (whose replies still count),
+/// each incarnation with its own link.
 void publish_gate(membership_actor* self) {
   auto& st = self->state;
   auto t = std::make_shared<gate_table>();
   for (auto& [addr, p] : st.retired)
-    (*t)[p.card.node] = gate_peer{p.keys, p.link};
+    (*t)[gate_key(p.card.node, p.card.incarnation)] = p.link;
   for (auto* m : {&st.admitted, &st.peers})
     for (auto& [name, p] : *m)
-      (*t)[name] = gate_peer{p.keys, p.link};
+      (*t)[gate_key(p.card.node, p.card.incarnation)] = p.link;
   st.gate->peers.store(std::move(t), std::memory_order_release);
 }
 
@@ -198,12 +238,10 @@ void publish_status(membership_actor* self) {
   st.cfg.status->set(std::move(v));
 }
 
-/// A one-way message to a member's gate, without a sender (see gate.hpp).
+/// A one-way message to a member, sealed and sent by its link.
 template <class... Ts>
 void tell(membership_actor* self, const peer& p, Ts&&... xs) {
-  caf::anon_send(p.card.gate,
-                 cluster_envelope{self->state.self_card.node, p.keys.front(), 0, false, false,
-                                  caf::make_message(std::forward<Ts>(xs)...)});
+  self->send(p.link, link_send{caf::make_message(std::forward<Ts>(xs)...)});
 }
 
 void send_view(membership_actor* self, const peer& p) {
@@ -230,13 +268,18 @@ void changed(membership_actor* self, bool members_left) {
     send_view(self, p);
 }
 
-caf::actor new_link(membership_actor* self, const member_card& card, const std::string& key) {
+caf::actor new_link(membership_actor* self, const member_card& card, const std::string& key,
+                    bool confirmed) {
   auto& st = self->state;
   link_config lc;
   lc.self_node = st.self_card.node;
+  lc.self_incarnation = st.self_card.incarnation;
   lc.peer_node = card.node;
+  lc.peer_incarnation = card.incarnation;
   lc.peer_gate = card.gate;
   lc.key = key;
+  lc.key_confirmed = confirmed;
+  lc.dropped = st.gate->dropped;
   lc.registries = st.cfg.registries;
   lc.membership = caf::actor_cast<caf::actor>(self);
   lc.accept_crash = st.cfg.accept_crash;
@@ -248,11 +291,6 @@ void close_link(membership_actor* self, const caf::actor& link) {
     self->send(link, link_close{});
 }
 
-void add_key(peer& p, const std::string& key) {
-  if (std::find(p.keys.begin(), p.keys.end(), key) == p.keys.end()
-      && p.keys.size() < max_keys_per_peer)
-    p.keys.push_back(key);
-}
 
 /// Watches the peer's gate: its proxy terminates when the link to that node is lost (or the
 /// heartbeats stop). A local-only message: no stranger can claim a peer went down.
@@ -266,8 +304,10 @@ void watch(membership_actor* self, const caf::actor& gate) {
     });
 }
 
-/// `card` completed a join with this node under `key`, and can read this node's envelopes.
-void add_member(membership_actor* self, const member_card& card, const std::string& key) {
+/// `card` completed a join with this node under `key`, and can read this node's envelopes
+/// (`confirmed`: this node got its welcome, so it holds the key).
+void add_member(membership_actor* self, const member_card& card, const std::string& key,
+                bool confirmed) {
   auto& st = self->state;
   if (card.node == st.self_card.node || st.leaving)  // a join that completes while leaving
     return;
@@ -279,27 +319,28 @@ void add_member(membership_actor* self, const member_card& card, const std::stri
   bool replaced = false;
   if (auto i = st.peers.find(card.node); i != st.peers.end()) {
     if (i->second.card.incarnation == card.incarnation) {
-      // Both nodes joined each other at once: either key is good from now on.
-      add_key(i->second, key);
+      // Both nodes joined each other at once, or joined again: its link takes this key too.
+      self->send(i->second.link, link_add_key{key, confirmed});
       i->second.last_seen_ms = unix_now_ms();
-      publish_gate(self);
       return;
     }
     // The same node name, started again: the old incarnation is gone (or about to be noticed).
     st.by_addr.erase(i->second.card.gate.address());
+    st.verifying.erase(card.node);
     close_link(self, i->second.link);
     st.peers.erase(i);
     replaced = true;
   }
   peer p;
-  if (auto a = st.admitted.find(card.node); a != st.admitted.end()) {
+  if (auto a = st.admitted.find(card.node);
+      a != st.admitted.end() && a->second.card.incarnation == card.incarnation) {
     p = std::move(a->second);  // its link already serves the envelopes of its first message
     st.admitted.erase(a);
-    add_key(p, key);
+    if (!key.empty())
+      self->send(p.link, link_add_key{key, confirmed});
   } else {
     p.card = card;
-    p.keys = {key};
-    p.link = new_link(self, card, key);
+    p.link = new_link(self, card, key, confirmed);
   }
   p.last_seen_ms = unix_now_ms();
   watch(self, card.gate);
@@ -350,6 +391,7 @@ void remove_member(membership_actor* self, const caf::actor_addr& who, const caf
     return;
   auto name = i->second;
   st.by_addr.erase(i);
+  st.verifying.erase(name);
   if (auto p = st.peers.find(name); p != st.peers.end()) {
     close_link(self, p->second.link);
     st.peers.erase(p);
@@ -359,6 +401,77 @@ void remove_member(membership_actor* self, const caf::actor_addr& who, const caf
   changed(self, true);
   if (st.cfg.on_peer_down)  // after the ring changed, see add_member
     st.cfg.on_peer_down(name);
+}
+
+void remove_member_named(membership_actor* self, const std::string& name, const caf::error& why) {
+  auto i = self->state.peers.find(name);
+  if (i != self->state.peers.end())
+    remove_member(self, i->second.card.gate.address(), why);
+}
+
+/// Asks the middleman for the gate at `name`'s address; a fresh handle for its gate proves it
+/// is alive. `tries` more attempts when the answer is the dead proxy itself (the middleman has
+/// not yet dropped it from its cache).
+void verify_peer(membership_actor* self, const std::string& name, const caf::error& why,
+                 int tries) {
+  auto& st = self->state;
+  auto i = st.peers.find(name);
+  std::string host;
+  std::uint16_t port = 0;
+  if (i == st.peers.end() || !split_address(i->second.card.address, host, port)) {
+    st.verifying.erase(name);
+    return remove_member_named(self, name, why);
+  }
+  auto incarnation = i->second.card.incarnation;
+  auto mm = st.cfg.tls ? self->system().openssl_manager().actor_handle()
+                       : self->system().middleman().actor_handle();
+  self->request(mm, verify_timeout, caf::connect_atom::value, host, port)
+    .then(
+      [self, name, why, tries, incarnation](const caf::node_id&, caf::strong_actor_ptr& ptr,
+                                            const std::set<std::string>&) {
+        auto& st = self->state;
+        auto i = st.peers.find(name);
+        if (i == st.peers.end() || i->second.card.incarnation != incarnation)
+          return (void) st.verifying.erase(name);
+        auto& p = i->second;
+        auto fresh = caf::actor_cast<caf::actor>(ptr);
+        if (fresh && fresh == p.card.gate && tries > 0)
+          return verify_peer(self, name, why, tries - 1);
+        if (!fresh || fresh == p.card.gate || fresh->node() != p.card.gate->node()
+            || fresh->id() != p.card.gate->id()) {
+          st.verifying.erase(name);
+          return remove_member_named(self, name, why);
+        }
+        // Alive, and the same process: a proxy killed by a down message from elsewhere.
+        log::warn("cluster: the handle of a live member's gate was killed (a forged down "
+                  "message?); keeping the member",
+                  {{"member", name}});
+        st.by_addr.erase(p.card.gate.address());
+        p.card.gate = fresh;
+        st.by_addr[fresh.address()] = name;
+        watch(self, fresh);
+        self->send(p.link, link_resume{fresh});
+        st.verifying.erase(name);
+      },
+      [self, name, why](caf::error&) {
+        self->state.verifying.erase(name);
+        remove_member_named(self, name, why);
+      });
+}
+
+/// The proxy of a peer's gate died: the link to it is lost or its heartbeats stopped, or (CAF
+/// lets any connection send a BASP down message) someone killed the proxy. A member is removed
+/// only once a new connection to its address does not reach the same process.
+void peer_gone(membership_actor* self, const caf::actor_addr& who, const caf::error& why) {
+  auto& st = self->state;
+  auto i = st.by_addr.find(who);
+  if (i == st.by_addr.end() || st.leaving)
+    return remove_member(self, who, why);  // a leaving peer, or this node is leaving
+  auto name = i->second;
+  if (!st.verifying.insert(name).second)
+    return;
+  self->send(st.peers[name].link, link_suspend{});
+  verify_peer(self, name, why, 3);
 }
 
 /// The leave is over (every peer answered, or its time ran out): out of this node's own ring,
@@ -420,16 +533,16 @@ bool is_ready(const membership_state& st) {
 void on_peer_message(membership_actor* self, peer_said& m) {
   auto& st = self->state;
   auto& msg = m.payload;
-  if (auto a = st.admitted.find(m.node); a != st.admitted.end()) {
+  if (auto a = st.admitted.find(m.node);
+      a != st.admitted.end() && a->second.card.incarnation == m.incarnation) {
     auto card = a->second.card;
-    auto key = a->second.keys.front();
-    add_member(self, card, key);
+    add_member(self, card, {}, true);  // its link holds the key it sealed this under
   }
   auto i = st.peers.find(m.node);
-  if (i == st.peers.end()) {
+  if (i == st.peers.end() || i->second.card.incarnation != m.incarnation) {
     // A leaving member still tells what it revokes or rotates while it drains.
     for (auto& [addr, p] : st.retired)
-      if (p.card.node == m.node) {
+      if (p.card.node == m.node && p.card.incarnation == m.incarnation) {
         if (msg.match_elements<persistence::revocation_snapshot>() && st.cfg.on_revocations)
           st.cfg.on_revocations(msg.get_as<persistence::revocation_snapshot>(0));
         else if (msg.match_elements<protocols::keys_changed_atom>() && st.cfg.on_keys_changed)
@@ -470,20 +583,34 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg,
   st.gate = std::move(gate);
   st.self_card.node = st.cfg.node;
   st.self_card.incarnation = st.cfg.incarnation;
-  // Links end normally when their peer goes (link_close). One that fails is logged, and its
-  // peer's calls fail until the peer rejoins; any other exit (credod's shutdown) ends the actor.
+  // Links end normally when their peer goes (link_close). One that fails takes its peer out
+  // (it rejoins through the view exchange); an exit from any other linked actor (a link
+  // replaced before) changes nothing; credod's (anon_send_exit) ends the actor.
   self->set_exit_handler([self](caf::exit_msg& m) {
+    auto& st = self->state;
+    if (!m.source || m.source == self->address()) {  // anon_send_exit names the receiver
+      self->quit(m.reason);
+      return;
+    }
     if (!m.reason || m.reason == caf::exit_reason::normal)
       return;
-    auto& st = self->state;
-    for (auto* map : {&st.peers, &st.admitted})
-      for (auto& [name, p] : *map)
-        if (p.link.address() == m.source) {
-          log::error("cluster link failed",
-                     {{"member", name}, {"reason", self->system().render(m.reason)}});
-          return;
-        }
-    self->quit(m.reason);
+    for (auto& [name, p] : st.peers)
+      if (p.link.address() == m.source) {
+        log::error("cluster link failed", {{"member", name},
+                                           {"reason", self->system().render(m.reason)}});
+        auto gate = p.card.gate.address();
+        return remove_member(self, gate, m.reason);
+      }
+    for (auto a = st.admitted.begin(); a != st.admitted.end(); ++a)
+      if (a->second.link.address() == m.source) {
+        st.admitted.erase(a);
+        return publish_gate(self);
+      }
+    for (auto r = st.retired.begin(); r != st.retired.end(); ++r)
+      if (r->second.link.address() == m.source) {
+        auto gate = r->first;
+        return remove_member(self, gate, m.reason);
+      }
   });
   return {
     // From start_membership, once published: the gate and the address peers reach it on.
@@ -551,8 +678,10 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg,
                                                            st.leaving ? "leaving" : "starting"});
         return;
       }
-      if (st.issued.size() >= max_issued_nonces)
-        st.issued.erase(st.issued.begin());
+      if (st.issued.size() >= max_issued_nonces)  // the oldest goes
+        st.issued.erase(std::min_element(st.issued.begin(), st.issued.end(), [](auto& a, auto& b) {
+          return a.second.at_ms < b.second.at_ms;
+        }));
       auto mine = protocols::random_token(24);
       st.issued[mine] = issued_nonce{unix_now_ms(), c.nonce};
       caf::anon_send(c.reply_to, cluster_challenge_reply{
@@ -579,8 +708,8 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg,
       j->second.key = link_key(st.cfg.secret, r.initiator_nonce, r.nonce);
       caf::anon_send(j->second.remote,
                      cluster_hello{st.self_card, r.nonce,
-                                   initiator_proof(st.cfg.secret, r.nonce, st.self_card.node,
-                                                   st.self_card.incarnation)});
+                                   initiator_proof(st.cfg.secret, r.initiator_nonce, r.nonce,
+                                                   st.self_card)});
     },
     // Join, responder side, step 2: the initiator proved the secret.
     [self](cluster_hello& h) {
@@ -590,22 +719,25 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg,
       auto i = st.issued.find(h.nonce);
       if (i == st.issued.end())
         return;
-      auto initiator_nonce = std::move(i->second.initiator_nonce);
-      st.issued.erase(i);
+      // The proof is checked before the nonce is spent: a wrong hello cannot burn it.
       if (!valid_card(h.card) || h.card.node == st.self_card.node
           || !protocols::constant_time_equal(
-            h.proof, initiator_proof(st.cfg.secret, h.nonce, h.card.node, h.card.incarnation))) {
+            h.proof, initiator_proof(st.cfg.secret, i->second.initiator_nonce, h.nonce, h.card))) {
         log::warn("cluster join refused: bad proof of the cluster secret",
                   {{"node", h.card.node.substr(0, max_name)}});
         return;
       }
+      auto initiator_nonce = std::move(i->second.initiator_nonce);
+      st.issued.erase(i);
       auto key = link_key(st.cfg.secret, initiator_nonce, h.nonce);
       if (auto p = st.peers.find(h.card.node);
           p != st.peers.end() && p->second.card.incarnation == h.card.incarnation) {
-        add_key(p->second, key);
+        // Joined again (or both ways at once): its link accepts this key from now on, and
+        // seals under it once the peer has used it.
+        self->send(p->second.link, link_add_key{key, false});
       } else {
         // Admitted: the gate passes its envelopes now, its first one makes it a member (it
-        // has read the welcome and can read this node's envelopes).
+        // has read the welcome and can open this node's envelopes).
         auto& a = st.admitted[h.card.node];
         if (a.link && a.card.incarnation != h.card.incarnation) {
           close_link(self, a.link);
@@ -613,28 +745,32 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg,
         }
         if (!a.link) {
           a.card = h.card;
-          a.link = new_link(self, h.card, key);
+          a.link = new_link(self, h.card, key, false);
+        } else {
+          self->send(a.link, link_add_key{key, false});
         }
-        add_key(a, key);
         a.last_seen_ms = unix_now_ms();
+        publish_gate(self);
       }
-      publish_gate(self);
-      caf::anon_send(h.card.gate, cluster_welcome{st.self_card, known_addresses(st),
-                                                  st.ring_version, initiator_nonce, key});
+      caf::anon_send(h.card.gate,
+                     cluster_welcome{st.self_card, known_addresses(st), st.ring_version,
+                                     initiator_nonce,
+                                     welcome_proof(key, initiator_nonce, st.self_card)});
     },
     // Join, initiator side, done: the responder admitted this node.
     [self](cluster_welcome& w) {
       auto& st = self->state;
       auto j = st.joins.find(w.initiator_nonce);
-      if (j == st.joins.end() || j->second.key.empty()
-          || !protocols::constant_time_equal(w.key, j->second.key))
+      if (j == st.joins.end() || j->second.key.empty() || !valid_card(w.card)
+          || !protocols::constant_time_equal(
+            w.proof, welcome_proof(j->second.key, w.initiator_nonce, w.card)))
         return;
       auto key = j->second.key;
       auto remote = j->second.remote;
       end_join(self, j);
-      if (!valid_card(w.card) || w.card.gate != remote)
+      if (w.card.gate != remote)
         return;
-      add_member(self, w.card, key);
+      add_member(self, w.card, key, true);
       if (w.ring_version > st.ring_version) {
         st.ring_version = w.ring_version;
         publish_ring(self);
@@ -645,7 +781,7 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg,
           connect(self, a);
     },
     [self](peer_said& m) { on_peer_message(self, m); },
-    [self](local_peer_gone& g) { remove_member(self, g.gate, g.reason); },
+    [self](local_peer_gone& g) { peer_gone(self, g.gate, g.reason); },
     // This node is stopping (credod on SIGTERM): tell every peer; once each took this node out
     // of its ring, or when `timeout` runs out, leave this node's own ring too.
     [self](local_leave& l) -> caf::result<bool> {
@@ -681,17 +817,6 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg,
 
 }  // namespace
 
-std::string responder_proof(const std::string& secret, const std::string& initiator_nonce,
-                            const std::string& responder_nonce) {
-  return protocols::hmac_sha256(secret, "credo-cluster-v1|responder|" + initiator_nonce + "|"
-                                          + responder_nonce);
-}
-
-std::string initiator_proof(const std::string& secret, const std::string& responder_nonce,
-                            const std::string& node, const std::string& incarnation) {
-  return protocols::hmac_sha256(secret, "credo-cluster-v1|initiator|" + responder_nonce + "|"
-                                          + node + "|" + incarnation);
-}
 
 status check_tls_files(const link_options& o) {
   std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx{SSL_CTX_new(TLS_method()), SSL_CTX_free};

@@ -135,10 +135,4 @@ void broadcast_keys_changed(const caf::actor& membership);
 bool leave_cluster(caf::actor_system& sys, const caf::actor& membership,
                    std::chrono::milliseconds timeout);
 
-/// HMAC proofs of the join handshake (exposed for tests).
-std::string responder_proof(const std::string& secret, const std::string& initiator_nonce,
-                            const std::string& responder_nonce);
-std::string initiator_proof(const std::string& secret, const std::string& responder_nonce,
-                            const std::string& node, const std::string& incarnation);
-
 }  // namespace credo::cluster

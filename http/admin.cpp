@@ -135,6 +135,12 @@ void admin_clients_create(front_self, front_env& env, job_ptr j) {
   if (secret->has_value() && auth_method == "none")
     return j->respond(errc_response(errc::invalid_request,
                                     "a client with token_endpoint_auth_method none has no secret"));
+  bool first_party = false;
+  if (auto fp = body->find("first_party"); fp != body->end() && !fp->is_null()) {
+    if (!fp->is_boolean())
+      return j->respond(errc_response(errc::invalid_request, "first_party must be true or false"));
+    first_party = fp->get<bool>();
+  }
   bool generated = false;
   if (!secret->has_value() && !auth_method.empty() && auth_method != "none") {
     *secret = protocols::random_token(32);
@@ -175,6 +181,7 @@ void admin_clients_create(front_self, front_env& env, job_ptr j) {
   c.scopes = *scopes;
   c.grant_types = *grants;
   c.created_at = unix_now();
+  c.first_party = first_party;
   auto st = env.ctx->stores.clients->create(
     c, {env.ctx->audit->make("client.registered",
                              {"", c.client_id, "", j->req.remote_ip, j->req.request_id},
@@ -191,6 +198,7 @@ void admin_clients_create(front_self, front_env& env, job_ptr j) {
                       is_public ? std::string{"none"}
                       : auth_method.empty() ? std::string{"client_secret_basic"}
                                             : auth_method},
+                     {"first_party", c.first_party},
                      {"created_at", rfc3339(c.created_at)}};
   if (!generated)
     return j->respond(json_response(201, out.dump()));

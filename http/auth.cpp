@@ -100,14 +100,24 @@ void auth_login(front_self self, front_env& env, job_ptr j) {
   std::string client = client_id->value_or(first_party_client);
   std::string scope = "openid profile";
   if (client != first_party_client) {
-    auto c = env.ctx->stores.clients->find(client);
-    if (!c)
-      return j->respond(errc_response(errc::temporarily_unavailable, "client store unavailable"));
-    if (!c->has_value())
-      return j->respond(errc_response(errc::invalid_request, "unknown client_id"));
+    // A password login is a password grant: only for the operator's own (first-party) clients,
+    // and a confidential one proves who it is (RFC 9700 2.4). Others use /auth/authorize.
+    auto secret = string_field(*body, "client_secret", 512);
+    if (!secret)
+      return j->respond(errc_response(errc::invalid_request, "client_secret must be a string"));
+    fields credentials{{"client_id", client}};
+    if (secret->has_value())
+      credentials.emplace_back("client_secret", **secret);
+    auto authenticated = authenticate_client(env, j->req, credentials);
+    if (!authenticated)
+      return j->respond(client_error_response(authenticated, j->req));
+    if (!authenticated->client.first_party)
+      return j->respond(errc_response(
+        errc::unauthorized_client,
+        "this client may not log users in with a password: use the authorization code flow"));
     std::vector<std::string> granted;
     for (auto s : {"openid", "profile"})
-      if (contains((*c)->scopes, s))
+      if (contains(authenticated->client.scopes, s))
         granted.emplace_back(s);
     scope = join_scope(granted);
   }

@@ -154,13 +154,14 @@ check_access_token(front_env& env, std::string_view token, std::int64_t now) {
     return nullptr;
   auto verified = env.token_cache.find(token, now);
   if (!verified) {
-    auto r = env.ctx->keys->verify(token, {env.ctx->tokens.issuer, now, 0});
+    auto skew = env.ctx->tokens.clock_skew;
+    auto r = env.ctx->keys->verify(token, {env.ctx->tokens.issuer, now, skew});
     if (!r)
       return nullptr;
     auto v = std::make_shared<protocols::verified_token>();
     v->claims = *r.claims;
     v->introspection = introspection_body(v->claims);
-    env.token_cache.insert(token, v, v->claims["exp"].get<std::int64_t>());
+    env.token_cache.insert(token, v, v->claims["exp"].get<std::int64_t>() + skew);
     verified = std::move(v);
   }
   const auto& c = verified->claims;

@@ -173,7 +173,7 @@ std::vector<MetricFamily> scrape_state(const front_env& env) {
   std::int64_t members = 1, ring = 0, in_flight = 0;
   std::uint64_t strangers = 0;
   if (auto& g = env.options.cluster.gate)
-    strangers = g->dropped.load();
+    strangers = g->dropped->load();
   if (auto& c = env.options.cluster.status) {
     auto view = c->snapshot();
     members = static_cast<std::int64_t>(view.members.size());

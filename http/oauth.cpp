@@ -318,7 +318,8 @@ void oauth_revoke(front_self self, front_env& env, job_ptr j) {
   const auto& client_id = client->client.client_id;
   if (looks_like_jwt(*token)) {
     auto now = unix_now();
-    auto v = env.ctx->keys->verify(*token, {env.ctx->tokens.issuer, now, 0});
+    auto v = env.ctx->keys->verify(*token, {env.ctx->tokens.issuer, now,
+                                            env.ctx->tokens.clock_skew});
     if (v && v.claims->value("client_id", std::string{}) == client_id) {
       auto jti = (*v.claims)["jti"].get<std::string>();
       auto exp = (*v.claims)["exp"].get<std::int64_t>();

@@ -96,6 +96,8 @@ const std::vector<migration>& migrations() {
     {1, "users, clients, consents, signing keys, audit events and outbox", v1_sql},
     {2, "consent revisions (fencing of consent writes)",
      "CREATE TABLE consent_revisions (user_id text PRIMARY KEY, revision bigint NOT NULL)"},
+    {3, "first-party clients (may use /auth/login)",
+     "ALTER TABLE oauth_clients ADD COLUMN first_party boolean NOT NULL DEFAULT false"},
   };
   return all;
 }

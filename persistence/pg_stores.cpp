@@ -206,10 +206,10 @@ class pg_client_store final : public client_store, pg_store_base {
     return pg_->transact([&](pqxx::work& w) -> status {
       auto r = w.exec_params(
         "INSERT INTO oauth_clients (client_id, secret_hash, redirect_uris, scopes, grant_types,"
-        " created_at) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6)"
+        " created_at, first_party) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6, $7)"
         " ON CONFLICT (client_id) DO NOTHING",
         c.client_id, c.secret_hash, json_list(c.redirect_uris), json_list(c.scopes),
-        json_list(c.grant_types), c.created_at);
+        json_list(c.grant_types), c.created_at, c.first_party);
       if (r.affected_rows() == 0)
         return errc::conflict;
       events_.write(w, events);
@@ -221,7 +221,7 @@ class pg_client_store final : public client_store, pg_store_base {
     return pg_->transact([&](pqxx::work& w) -> result<std::optional<client_record>> {
       auto r = w.exec_params(
         "SELECT client_id, secret_hash, redirect_uris::text, scopes::text, grant_types::text,"
-        " created_at FROM oauth_clients WHERE client_id = $1",
+        " created_at, first_party FROM oauth_clients WHERE client_id = $1",
         client_id);
       if (r.empty())
         return std::optional<client_record>{};
@@ -232,6 +232,7 @@ class pg_client_store final : public client_store, pg_store_base {
       c.scopes = parse_list(r[0][3]);
       c.grant_types = parse_list(r[0][4]);
       c.created_at = r[0][5].as<std::int64_t>();
+      c.first_party = r[0][6].as<bool>();
       return std::optional<client_record>{std::move(c)};
     });
   }

@@ -26,6 +26,9 @@ struct client_record {
   std::vector<std::string> scopes;
   std::vector<std::string> grant_types;
   std::int64_t created_at = 0;
+  // May sign users in with their password at /auth/login (the operator's own apps); any other
+  // client uses the authorization code flow (RFC 9700 2.4: no password grant for third parties).
+  bool first_party = false;
   bool is_public() const { return secret_hash.empty(); }
 };
 

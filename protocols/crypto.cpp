@@ -205,9 +205,15 @@ bool gcm_aad(EVP_CIPHER_CTX* ctx, bool encrypt, std::string_view aad) {
 
 std::optional<std::string> aead_seal(std::string_view key, std::string_view plaintext,
                                      std::string_view associated_data) {
-  if (key.size() != gcm_key_size || plaintext.size() > INT_MAX - gcm_nonce_size - gcm_tag_size)
+  return aead_seal(key, plaintext, associated_data, random_bytes(gcm_nonce_size));
+}
+
+std::optional<std::string> aead_seal(std::string_view key, std::string_view plaintext,
+                                     std::string_view associated_data, std::string_view nonce) {
+  if (key.size() != gcm_key_size || nonce.size() != gcm_nonce_size
+      || plaintext.size() > INT_MAX - gcm_nonce_size - gcm_tag_size)
     return std::nullopt;
-  std::string out = random_bytes(gcm_nonce_size);
+  std::string out{nonce};
   out.resize(gcm_nonce_size + plaintext.size() + gcm_tag_size);
   cipher_ctx ctx{EVP_CIPHER_CTX_new()};
   int len = 0;

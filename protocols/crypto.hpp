@@ -38,6 +38,10 @@ bool constant_time_equal(std::string_view a, std::string_view b) noexcept;
 /// context, e.g. a key id). nullopt when `key` is not 32 bytes or OpenSSL fails.
 std::optional<std::string> aead_seal(std::string_view key, std::string_view plaintext,
                                      std::string_view associated_data);
+/// The same with a caller-chosen 96-bit nonce (`nonce` of 12 bytes), which must never repeat
+/// under one key: for counters (cluster links seal one message per sequence number).
+std::optional<std::string> aead_seal(std::string_view key, std::string_view plaintext,
+                                     std::string_view associated_data, std::string_view nonce);
 /// Inverse of aead_seal. nullopt when the key is not 32 bytes, the input is too short, or
 /// authentication fails (wrong key, tampered data, other associated data).
 std::optional<std::string> aead_open(std::string_view key, std::string_view sealed,

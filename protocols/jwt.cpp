@@ -316,12 +316,13 @@ jwt_verify_result key_ring::verify(std::string_view token,
     if (alg->get_ref<const std::string&>() != "ES256") return fail(jwt_error::unsupported_alg);
     // We implement no extensions, so any critical one must be refused (RFC 7515 4.1.11).
     if (header->contains("crit")) return fail(jwt_error::malformed);
-    if (const auto typ = header->find("typ"); typ != header->end()) {
-      if (!typ->is_string()) return fail(jwt_error::wrong_type);
-      const auto& t = typ->get_ref<const std::string&>();
-      if (!iequals(t, "at+jwt") && !iequals(t, "application/at+jwt"))
-        return fail(jwt_error::wrong_type);
-    }
+    // RFC 9068 4: an access token must say it is one, so that no other JWT signed with the
+    // same keys (an ID token, a logout token) is ever taken for one.
+    const auto typ = header->find("typ");
+    if (typ == header->end() || !typ->is_string()) return fail(jwt_error::wrong_type);
+    const auto& t = typ->get_ref<const std::string&>();
+    if (!iequals(t, "at+jwt") && !iequals(t, "application/at+jwt"))
+      return fail(jwt_error::wrong_type);
     const auto kid = header->find("kid");
     if (kid == header->end() || !kid->is_string()) return fail(jwt_error::malformed);
 

@@ -33,7 +33,7 @@ enum class jwt_error : std::uint8_t {
   expired,          // exp <= now - leeway
   not_yet_valid,    // nbf or iat > now + leeway
   wrong_issuer,
-  wrong_type,       // typ header present and not "at+jwt" (RFC 9068)
+  wrong_type,       // typ header absent or not "at+jwt" (RFC 9068)
   missing_claim,    // iss, sub, exp, iat or jti absent or of the wrong JSON type
 };
 

@@ -298,15 +298,15 @@ struct cluster_hello {
   std::string nonce;  // the responder's, from step 1 (single use)
   std::string proof;  // HMAC(secret, initiator | nonce | node | incarnation)
 };
-/// The responder's card and the addresses of every member it knows. `key` is the link key of
-/// the pair (HMAC of the secret over both nonces), which proves the welcome comes from the
-/// node that answered the challenge.
+/// The responder's card and the addresses of every member it knows. `proof` is an HMAC under
+/// the pair's link key (derived from the secret and both nonces) over the card: it shows the
+/// welcome comes from the node that answered the challenge. The key itself never travels.
 struct cluster_welcome {
   member_card card;
   std::vector<std::string> addresses;
   std::int64_t ring_version = 0;
   std::string initiator_nonce;
-  std::string key;
+  std::string proof;
 };
 /// Gossip of a member's view after a change: peers adopt a higher ring version and connect to
 /// addresses they do not know yet.
@@ -314,16 +314,23 @@ struct cluster_view {
   std::vector<std::string> addresses;
   std::int64_t ring_version = 0;
 };
-/// Every message between two members after their join: the receiving gate acts on it only if
-/// `from` is a member now and `key` is the link key agreed in that member's join.
-/// `call` != 0 with `reply` false: an entity request (`payload` one of the route_of types,
-/// `forwarded` as in protocols::forwarded_atom), answered by an envelope with `reply` true and
-/// the same `call` whose payload is the reply or a caf::error. `call` == 0: a one-way message
-/// between membership actors (cluster_view, leave_atom, left_atom, revocation_snapshot,
-/// keys_changed_atom).
+/// Every message between two members after their join, sealed (AES-256-GCM) under the key of
+/// its direction, derived from the link key of their join: the receiving link acts on it only
+/// if it opens under a key it shares with `from` (of that incarnation) and `seq` was not seen
+/// before. The sealed body is a link_body. A process that takes over the route to a member (CAF
+/// lets a connection claim any node id) can drop envelopes, but neither read nor forge them.
 struct cluster_envelope {
   std::string from;
-  std::string key;
+  std::string incarnation;  // the sender's
+  std::uint64_t seq = 0;    // per sender and key: the nonce, and the replay check
+  std::string sealed;
+};
+/// The content of an envelope. `call` != 0 with `reply` false: an entity request (`payload` one
+/// of the route_of types, `forwarded` as in protocols::forwarded_atom), answered by a body with
+/// `reply` true and the same `call` whose payload is the reply or a caf::error. `call` == 0: a
+/// one-way message between membership actors (cluster_view, leave_atom, left_atom,
+/// revocation_snapshot, keys_changed_atom).
+struct link_body {
   std::uint64_t call = 0;
   bool reply = false;
   bool forwarded = false;
@@ -470,7 +477,7 @@ typename Inspector::result_type inspect(Inspector& f, cluster_hello& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_welcome& x) {
   return f(caf::meta::type_name("cluster_welcome"), x.card, x.addresses, x.ring_version,
-           x.initiator_nonce, x.key);
+           x.initiator_nonce, x.proof);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_view& x) {
@@ -478,8 +485,11 @@ typename Inspector::result_type inspect(Inspector& f, cluster_view& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_envelope& x) {
-  return f(caf::meta::type_name("cluster_envelope"), x.from, x.key, x.call, x.reply, x.forwarded,
-           x.payload);
+  return f(caf::meta::type_name("cluster_envelope"), x.from, x.incarnation, x.seq, x.sealed);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, link_body& x) {
+  return f(caf::meta::type_name("link_body"), x.call, x.reply, x.forwarded, x.payload);
 }
 
 }  // namespace credo::protocols

@@ -6,9 +6,13 @@
 // (views, leave, revocations, key rotation), envelopes with a made-up link key, join messages
 // with bad proofs, a link request, down messages, and last an exit message with reason `kill`.
 // It counts what comes back and prints one JSON line:
-//   {"actors": N, "sent": S, "replies": R, "bounced": B, "answers": [...]}
-// `replies` are answers, errors from actors included; `bounced` are the refusals of CAF itself (no
-// actor holds the id, or one of CAF's own helper actors dropped it). Exit code 0 when the run
+//   {"actors": N, "sent": S, "replies": R, "bounced": B, "refused": U, "join_replies": J,
+//    "answers": [...]}
+// `replies` are answers, errors from actors included; `bounced` are CAF's own answers for ids no
+// actor holds; `refused` are unexpected_message errors of CAF's helper actor (the one a node
+// spawns for each process it meets); `join_replies` answer the stranger's join challenge, which
+// any process may send (the answer proves the node's secret on the stranger's nonce, and the
+// stranger cannot go on without the secret). Exit code 0 when the run
 // completed, 2 when it could not connect, 3 when it did not finish.
 //
 //   cluster_stranger HOST PORT --user USER_ID --node NODE_NAME [--max-id N] [--wait-ms N]
@@ -47,14 +51,18 @@ struct tally {
   int sent = 0;
   int replies = 0;
   int bounced = 0;
+  int refused = 0;       // unexpected_message: CAF's helper actors drop what they do not know
+  int join_replies = 0;  // cluster_challenge_reply: the first join step answers anyone
   std::vector<std::string> answers;  // the first few replies, rendered
 };
 
 struct finished {};
+struct kill_phase {};
 
 }  // namespace
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(finished)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kill_phase)
 
 namespace {
 
@@ -83,6 +91,16 @@ auto entity_requests(const options& o) {
     rate_limit_crash{bucket});
 }
 
+/// A link body in clear where a sealed one belongs.
+std::string clear_body(const caf::message& payload) {
+  link_body body{7, false, false, payload};
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  if (sink(body))
+    return "unserializable";
+  return std::string(buf.begin(), buf.end());
+}
+
 /// The membership messages and forgeries of the cluster protocol.
 std::vector<caf::message> cluster_messages(const options& o, const caf::actor& me) {
   credo::persistence::revocation_snapshot revocations;
@@ -97,10 +115,12 @@ std::vector<caf::message> cluster_messages(const options& o, const caf::actor& m
     caf::make_message(left_atom::value),
     caf::make_message(keys_changed_atom::value),
     caf::make_message(revocations),
-    caf::make_message(cluster_envelope{o.node, "made-up-key", 7, false, false, open}),
-    caf::make_message(cluster_envelope{o.node, "made-up-key", 0, false, false,
-                                       caf::make_message(leave_atom::value)}),
-    caf::make_message(cluster_envelope{"stranger", "", 7, false, true, open}),
+    // Envelopes in the name of the node itself, of a made-up node, sealed with nothing, with a
+    // body in clear, and a replay-looking sequence number.
+    caf::make_message(cluster_envelope{o.node, "incarnation", 1, std::string(64, 'x')}),
+    caf::make_message(cluster_envelope{"stranger", "stranger-1", 7, clear_body(open)}),
+    caf::make_message(cluster_envelope{o.node, "", 0, clear_body(open)}),
+    caf::make_message(cluster_challenge{"stranger-nonce", me}),
     caf::make_message(cluster_hello{card, "guessed-nonce", "bad-proof"}),
     caf::make_message(cluster_welcome{card, {"127.0.0.1:1"}, 1000000, "guessed", "bad-key"}),
     caf::make_message(cluster_challenge_reply{"guessed", "nonce", "bad-proof", ""}),
@@ -119,10 +139,14 @@ void answered(tally* t, std::string what) {
 void on_error(tally* t, caf::error& e) {
   if (e == caf::sec::request_timeout)
     return;
-  // Refusals by CAF itself: no actor holds the id, or CAF's own helper actors (which the node
-  // spawns for every process it meets) drop what they do not know.
-  if (e == caf::sec::request_receiver_down || e == caf::sec::unexpected_message) {
+  // Refusals by CAF itself: no actor holds the id; or CAF's own helper actor (which the node
+  // spawns for every process it meets) drops what it does not know.
+  if (e == caf::sec::request_receiver_down) {
     ++t->bounced;
+    return;
+  }
+  if (e == caf::sec::unexpected_message) {
+    ++t->refused;
     return;
   }
   answered(t, caf::to_string(e));
@@ -151,7 +175,11 @@ caf::behavior attacker(caf::event_based_actor* self, options o, std::vector<caf:
   self->set_error_handler([t](caf::error& e) { on_error(t, e); });
   self->set_default_handler([t](caf::scheduled_actor*, caf::message_view& x)
                               -> caf::result<caf::message> {
-    answered(t, caf::to_string(x.move_content_to_message()));
+    auto m = x.move_content_to_message();
+    if (m.match_elements<cluster_challenge_reply>())
+      ++t->join_replies;
+    else
+      answered(t, caf::to_string(m));
     return caf::message{};
   });
   for (auto& target : targets) {
@@ -181,12 +209,17 @@ caf::behavior attacker(caf::event_based_actor* self, options o, std::vector<caf:
     self->send(target, caf::down_msg{target.address(), caf::exit_reason::remote_link_unreachable});
     t->sent += 2;
   }
-  for (auto& target : targets) {
-    self->send(target, caf::exit_msg{target.address(), caf::exit_reason::kill});
-    ++t->sent;
-  }
-  self->delayed_send(self, timeout + std::chrono::milliseconds{500}, finished{});
+  // The exit messages last, once every request had its time: a request to an actor that the
+  // kill ends would be bounced as if no actor held the id.
+  self->delayed_send(self, timeout + std::chrono::milliseconds{200}, kill_phase{});
   return {
+    [self, t, targets](kill_phase) {
+      for (auto& target : targets) {
+        self->send(target, caf::exit_msg{target.address(), caf::exit_reason::kill});
+        ++t->sent;
+      }
+      self->delayed_send(self, std::chrono::milliseconds{1000}, finished{});
+    },
     [self, done](finished) {
       self->send(done, finished{});
       self->quit();
@@ -276,8 +309,9 @@ int main(int argc, char** argv) {
     answers += "\"";
   }
   answers += "]";
-  std::printf("{\"actors\": %d, \"sent\": %d, \"replies\": %d, \"bounced\": %d, \"answers\": %s}\n",
-              o.max_id, t.sent, t.replies, t.bounced, answers.c_str());
+  std::printf("{\"actors\": %d, \"sent\": %d, \"replies\": %d, \"bounced\": %d, "
+              "\"refused\": %d, \"join_replies\": %d, \"answers\": %s}\n",
+              o.max_id, t.sent, t.replies, t.bounced, t.refused, t.join_replies, answers.c_str());
   std::fflush(stdout);
   targets.clear();
   std::_Exit(0);  // the forged proxies are not the BASP broker's own: skip CAF's shutdown

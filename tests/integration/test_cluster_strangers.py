@@ -1,11 +1,12 @@
 """A stranger on the cluster port (docs/decisions/0013-cluster-gate.md): a CAF process without the
-cluster secret (tests/infra/cluster_stranger.cpp) connects to a node's cluster listener, over
+cluster secret (tests/infra/cluster_stranger.cpp) connects to a member's cluster listener, over
 plain links (--cluster-insecure) and over mutual TLS with a certificate of the cluster's own CA,
-and sends every message a member may send to every actor id from 1 to 3000, then an exit
-message with reason `kill` to each. It gets no answer from any actor, and nothing changes: no
-session, consent, bucket or audit event appears, no token is revoked, no actor fails or
-restarts, the node stays ready, counts the messages as strangers', and a real node still joins
-it and is served through it."""
+and sends every message a member may send to every actor id from 1 to 3000 (envelopes in the
+node's own name and in clear among them), then an exit message with reason `kill` to each. It
+gets no answer from any actor (only the first join step answers its challenge), and nothing
+changes: no session, consent, bucket or audit event appears, no token is revoked, no actor fails
+or restarts, both members keep their view and ring version, the node stays ready and counts the
+messages as strangers', and the members still serve each other."""
 
 import json
 import os
@@ -15,8 +16,8 @@ import unittest
 
 import test_cluster as tc
 from backend_harness import skip_without_backends
-from cluster_harness import (Node, cluster_secret, ready_status, start_node, supervisors,
-                             wait_converged, CONVERGE_S)
+from cluster_harness import (Node, cluster_secret, cluster_view, ready_status, start_node,
+                             supervisors, wait_converged, CONVERGE_S)
 from credo_harness import unique_id
 
 MAX_ID = 3000
@@ -54,6 +55,7 @@ class StrangerMixin:
     """The attack and its checks, for one node `self.node` that the subclass starts."""
 
     node: Node
+    members: list
 
     def snapshot(self, bearer: str, user_id: str) -> dict:
         api = self.node.api
@@ -62,7 +64,10 @@ class StrangerMixin:
         self.assertEqual((sessions.status, consents.status), (200, 200),
                          f"{sessions.describe()} {consents.describe()}")
         actors = supervisors(self.node)
+        views = {n.node_id: cluster_view(n) for n in self.members}
         return {
+            "views": {k: (sorted(m["node"] for m in v["members"]), v["ring_version"])
+                      for k, v in views.items()},
             "sessions": sorted(s["id"] for s in sessions.json["sessions"]),
             "consents": consents.json["consents"],
             "audit": sorted(e.get("event_id", json.dumps(e, sort_keys=True))
@@ -83,10 +88,14 @@ class StrangerMixin:
         outcome = run_stranger(self.node, user.id, list(tls))
         print(f"\n[stranger] {outcome['sent']} messages to {outcome['actors']} actor ids in "
               f"{time.monotonic() - started:.1f} s: {outcome['replies']} answers, "
-              f"{outcome['bounced']} bounced by CAF (no such actor)", flush=True)
+              f"{outcome['bounced']} bounced by CAF (no such actor), {outcome['refused']} refused "
+              f"by CAF's helper actor, {outcome['join_replies']} join challenge answered",
+              flush=True)
 
         self.assertEqual(outcome["replies"], 0,
                          f"actors of the node answered a stranger: {outcome['answers']}")
+        self.assertLessEqual(outcome["join_replies"], MAX_ID,
+                             "join replies other than to the stranger's own challenges")
         status, checks = ready_status(api)
         self.assertEqual(status, 200, f"/health/ready after the stranger: {checks}")
         after = self.snapshot(bearer, user.id)
@@ -98,8 +107,9 @@ class StrangerMixin:
         self.assertGreater(metric(self.node, "credo_cluster_stranger_messages_total"),
                            strangers_before + 50,
                            "the node did not count the stranger's messages to its gate")
-        # The node still works: a login through it.
-        api.login(user.email, user.password)
+        # The members still serve each other: logins through each (sessions live on either).
+        for n in self.members:
+            n.api.login(user.email, user.password)
 
 
 @skip_without_backends
@@ -108,17 +118,19 @@ class InsecureStrangerTest(StrangerMixin, unittest.TestCase):
         stranger_path()
         self.secret = cluster_secret()
         self.node = start_node(self.addCleanup, self.secret)
+        other = start_node(self.addCleanup, self.secret, seeds=[self.node.cluster])
+        self.members = [self.node, other]
+        wait_converged(self.members, CONVERGE_S)
 
     def test_a_stranger_on_a_plain_cluster_port_changes_nothing(self):
         self.attack_changes_nothing()
-        # A member still joins it and is served through it (its membership actor, registries
-        # and gate survived the exit messages).
-        other = start_node(self.addCleanup, self.secret, seeds=[self.node.cluster])
-        wait_converged([self.node, other], CONVERGE_S)
-        for n in (self.node, other):
-            user = n.api.register_user()
-            self.assertIn("access_token", other.api.login(user.email, user.password))
-            self.assertIn("access_token", self.node.api.login(user.email, user.password))
+        # A third node still joins (the membership actor and the gate survived the exit
+        # messages) and is served through the attacked one.
+        third = start_node(self.addCleanup, self.secret, seeds=[self.node.cluster])
+        wait_converged(self.members + [third], CONVERGE_S)
+        user = third.api.register_user()
+        for n in self.members + [third]:
+            self.assertIn("access_token", n.api.login(user.email, user.password))
 
 
 @skip_without_backends
@@ -129,14 +141,15 @@ class TlsStrangerTest(StrangerMixin, unittest.TestCase):
         self.secret = cluster_secret()
         self.node = tc.start_tls_node(self.addCleanup, self.secret,
                                       self.ca.issue(unique_id("node")))
+        other = tc.start_tls_node(self.addCleanup, self.secret, self.ca.issue(unique_id("node")),
+                                  seeds=[self.node.cluster])
+        self.members = [self.node, other]
+        wait_converged(self.members, CONVERGE_S)
 
     def test_a_stranger_with_a_certificate_of_the_cluster_ca_changes_nothing(self):
         client = self.ca.issue(unique_id("stranger"))
         self.attack_changes_nothing(["--tls-cert", client.cert, "--tls-key", client.key,
                                      "--tls-ca", self.ca.cert])
-        other = tc.start_tls_node(self.addCleanup, self.secret, self.ca.issue(unique_id("node")),
-                                  seeds=[self.node.cluster])
-        wait_converged([self.node, other], CONVERGE_S)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """POST /auth/login, access-token shape, /auth/sessions, /auth/logout."""
 
+import secrets
 import statistics
 import time
 import unittest
 
-from credo_harness import FIRST_PARTY_CLIENT, CredoTestCase, decode_jwt, unique_email
+from credo_harness import FIRST_PARTY_CLIENT, CredoTestCase, decode_jwt, unique_email, unique_id
 
 
 class LoginTest(CredoTestCase):
@@ -187,6 +188,62 @@ class LogoutTest(CredoTestCase):
     def test_logout_requires_bearer(self):
         self.assertError(self.api.request("POST", "/auth/logout"), 401, "invalid_token",
                          "logout without bearer")
+
+
+class LoginClientsTest(CredoTestCase):
+    """/auth/login is a password grant: only the built-in `credo` client and clients registered
+    as first party may use it (RFC 9700 2.4), and a confidential one must authenticate."""
+
+    def register(self, first_party: bool, confidential: bool) -> dict:
+        client_id = unique_id("login")
+        payload = {"client_id": client_id, "redirect_uris": ["https://app.example/cb"],
+                   "scopes": ["openid", "profile"], "grant_types": ["authorization_code"],
+                   "first_party": first_party}
+        secret = None
+        if confidential:
+            secret = "first-party-" + secrets.token_hex(16)
+            payload["client_secret"] = secret
+        resp = self.api.admin("POST", "/admin/clients", payload)
+        self.assertStatus(resp, 201, "client registration")
+        self.assertEqual(resp.json.get("first_party"), first_party)
+        return {"id": client_id, "secret": secret}
+
+    def test_only_first_party_clients_get_tokens_from_a_password(self):
+        user = self.api.register_user()
+        login = {"email": user.email, "password": user.password}
+        third = self.register(first_party=False, confidential=False)
+        resp = self.api.post_json("/auth/login", {**login, "client_id": third["id"]})
+        self.assertError(resp, 400, "unauthorized_client", "third-party client at /auth/login")
+        self.assertNotIn("access_token", resp.text)
+        third_conf = self.register(first_party=False, confidential=True)
+        resp = self.api.post_json("/auth/login", {**login, "client_id": third_conf["id"],
+                                                  "client_secret": third_conf["secret"]})
+        self.assertError(resp, 400, "unauthorized_client", "confidential third-party client")
+
+        public = self.register(first_party=True, confidential=False)
+        resp = self.api.post_json("/auth/login", {**login, "client_id": public["id"]})
+        self.assertStatus(resp, 200, "first-party public client")
+        self.assertEqual(decode_jwt(resp.json["access_token"])[1]["client_id"], public["id"])
+
+        conf = self.register(first_party=True, confidential=True)
+        for name, extra, kw in (
+                ("no secret", {}, {}),
+                ("wrong secret", {"client_secret": "x" * 40}, {}),
+                ("wrong basic", {}, {"basic": (conf["id"], "y" * 40)})):
+            with self.subTest(case=name):
+                resp = self.api.request("POST", "/auth/login",
+                                        json_body={**login, "client_id": conf["id"], **extra},
+                                        **kw)
+                self.assertError(resp, 401, "invalid_client", f"first-party confidential, {name}")
+        resp = self.api.post_json("/auth/login", {**login, "client_id": conf["id"],
+                                                  "client_secret": conf["secret"]})
+        self.assertStatus(resp, 200, "first-party confidential client with its secret")
+        resp = self.api.request("POST", "/auth/login", json_body={**login, "client_id": conf["id"]},
+                                basic=(conf["id"], conf["secret"]))
+        self.assertStatus(resp, 200, "first-party confidential client with Basic")
+        resp = self.api.post_json("/auth/login", {**login, "client_id": "no-such-client"})
+        self.assertError(resp, 401, "invalid_client", "unknown client_id")
+        self.assertStatus(self.api.post_json("/auth/login", login), 200, "the built-in client")
 
 
 if __name__ == "__main__":

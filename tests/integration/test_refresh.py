@@ -157,7 +157,7 @@ class GracePeriodTest(CredoTestCase):
 
 
 class AccessTokenTtlTest(CredoTestCase):
-    server_flags = ("--access-token-ttl", "2")
+    server_flags = ("--access-token-ttl", "2", "--clock-skew", "0")
 
     def test_short_lived_access_token_expires(self):
         _, tokens = self.api.new_user_session()
@@ -175,6 +175,32 @@ class AccessTokenTtlTest(CredoTestCase):
         self.assertEqual(resp.json["expires_in"], 2)
         self.assertStatus(self.api.get("/me", bearer=resp.json["access_token"]), 200,
                           "/me with the refreshed access token")
+
+
+class ClockSkewTest(CredoTestCase):
+    """--clock-skew: a token stays valid that many seconds past its exp (nodes' clocks differ),
+    and not longer."""
+    server_flags = ("--access-token-ttl", "1", "--clock-skew", "2")
+
+    def test_the_leeway_follows_the_flag(self):
+        _, tokens = self.api.new_user_session()
+        claims = decode_jwt(tokens["access_token"])[1]
+        wait_until(claims["exp"] + 1.1)
+        self.assertActive(tokens["access_token"], "1 s past exp, within a skew of 2 s")
+        wait_until(claims["exp"] + 2 + 1.1)
+        self.assertInactive(tokens["access_token"], "past exp plus the skew")
+
+    def test_the_flag_is_bounded(self):
+        import subprocess
+        from credo_harness import credod_path, server_env
+        for value in ("-1", "301", "x"):
+            with self.subTest(value=value):
+                result = subprocess.run([credod_path(), "--http", "127.0.0.1:0", "--clock-skew",
+                                         value], env=server_env("adm-" + "k1m2n3o4p5" * 4),
+                                        stdin=subprocess.DEVNULL, capture_output=True,
+                                        text=True, timeout=15)
+                self.assertEqual(result.returncode, 2, f"--clock-skew {value} accepted")
+                self.assertIn("clock-skew", result.stdout + result.stderr)
 
 
 if __name__ == "__main__":

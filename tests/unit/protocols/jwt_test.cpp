@@ -132,10 +132,14 @@ TEST_F(jwt_test, signatures_are_randomised) {
   EXPECT_NE(ring_.sign(c), ring_.sign(c));
 }
 
-TEST_F(jwt_test, typ_is_optional_and_case_insensitive) {
+TEST_F(jwt_test, typ_is_required_and_case_insensitive) {
   json h = header();
-  h.erase("typ");
-  EXPECT_EQ(verify_error(forged_header(h)), jwt_error::none);
+  h.erase("typ");  // RFC 9068: a JWT that does not say it is an access token is not one
+  EXPECT_EQ(verify_error(forged_header(h)), jwt_error::wrong_type);
+  h["typ"] = "JWT";  // e.g. an ID token signed with the same key
+  EXPECT_EQ(verify_error(forged_header(h)), jwt_error::wrong_type);
+  h["typ"] = 1;
+  EXPECT_EQ(verify_error(forged_header(h)), jwt_error::wrong_type);
   h["typ"] = "AT+JWT";
   EXPECT_EQ(verify_error(forged_header(h)), jwt_error::none);
   h["typ"] = "application/at+jwt";
