@@ -47,10 +47,13 @@ class gate_actor final : public caf::monitorable_actor {
       i->second->enqueue(nullptr, caf::make_message_id(), what.move_content_to_message(), host);
       return true;
     }
+    // Only a challenge makes the membership actor spend work and state on anyone; the other
+    // join messages must match a nonce of its own, so they pass unmetered (strangers' challenges
+    // cannot crowd out members' joins).
+    if (msg.match_elements<cluster_challenge>() && !take_join_token())
+      return false;
     if (msg.match_elements<cluster_challenge>() || msg.match_elements<cluster_challenge_reply>()
         || msg.match_elements<cluster_hello>() || msg.match_elements<cluster_welcome>()) {
-      if (!take_join_token())
-        return false;
       st_->membership->enqueue(nullptr, caf::make_message_id(), what.move_content_to_message(),
                                host);
       return true;

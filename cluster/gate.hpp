@@ -11,8 +11,9 @@
 // - a cluster_envelope from a member (or a node admitted or leaving), by node name and
 //   incarnation, goes to that member's link actor, which opens it only if it was sealed under
 //   a key of their join (peer_link.hpp);
-// - join messages (challenge, challenge reply, hello, welcome), at most 200 a second, go to
-//   the membership actor, which checks them against the cluster secret and its own nonces;
+// - join messages (challenge, challenge reply, hello, welcome; at most 200 challenges a
+//   second) go to the membership actor, which checks them against the cluster secret and its
+//   own nonces;
 // - anything else (requests, responses, exit and down messages, envelopes of strangers) is
 //   dropped and counted. Link requests (which CAF hands to an actor directly) and monitor
 //   requests of other processes are ignored: nothing can link to the gate or grow it.
@@ -44,7 +45,7 @@ struct gate_state {
   std::shared_ptr<std::atomic<std::uint64_t>> dropped =
     std::make_shared<std::atomic<std::uint64_t>>(0);
   std::atomic<std::int64_t> last_warned_ms{0};
-  // Join messages: a token bucket (200 a second, bursts of 200), refilled on use.
+  // Join challenges: a token bucket (200 a second, bursts of 200), refilled on use.
   std::atomic<std::int64_t> join_tokens{200};
   std::atomic<std::int64_t> join_refill_ms{0};
 };

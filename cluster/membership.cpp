@@ -36,6 +36,12 @@ struct local_peer_gone {
   caf::actor_addr gate;
   caf::error reason;
 };
+/// Check again whether a member whose gate proxy died is alive.
+struct local_verify_retry {
+  std::string node;
+  caf::error reason;
+  int tries;
+};
 
 }  // namespace credo::cluster::detail
 
@@ -44,6 +50,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_leave_deadline)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_revocations)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_keys_changed)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_peer_gone)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::detail::local_verify_retry)
 
 namespace credo::cluster {
 namespace {
@@ -52,6 +59,7 @@ using detail::local_keys_changed;
 using detail::local_leave;
 using detail::local_leave_deadline;
 using detail::local_peer_gone;
+using detail::local_verify_retry;
 using detail::local_revocations;
 using protocols::cluster_challenge;
 using protocols::cluster_challenge_reply;
@@ -111,10 +119,14 @@ struct membership_state {
   std::optional<caf::typed_response_promise<bool>> leave_promise;  // until every peer answered
   std::set<std::string> leave_pending;
   std::set<std::string> verifying;  // members whose gate proxy died, being checked
+  std::map<std::string, std::int64_t> lost;  // addresses of removed members -> since (ms)
   static inline const char* name = "cluster_membership";
 };
 
 using membership_actor = caf::stateful_actor<membership_state>;
+
+void finish_leave(membership_actor* self);
+void remove_member_named(membership_actor* self, const std::string& name, const caf::error& why);
 
 bool split_address(const std::string& a, std::string& host, std::uint16_t& port) {
   auto colon = a.rfind(':');
@@ -311,12 +323,16 @@ void add_member(membership_actor* self, const member_card& card, const std::stri
   auto& st = self->state;
   if (card.node == st.self_card.node || st.leaving)  // a join that completes while leaving
     return;
+  for (auto& [addr, r] : st.retired)  // a join that completes while the peer leaves
+    if (r.card.node == card.node && r.card.incarnation == card.incarnation)
+      return;
   if (auto a = st.admitted.find(card.node);
       a != st.admitted.end() && a->second.card.incarnation != card.incarnation) {
     close_link(self, a->second.link);
     st.admitted.erase(a);
   }
   bool replaced = false;
+  caf::actor old_link;
   if (auto i = st.peers.find(card.node); i != st.peers.end()) {
     if (i->second.card.incarnation == card.incarnation) {
       // Both nodes joined each other at once, or joined again: its link takes this key too.
@@ -327,7 +343,7 @@ void add_member(membership_actor* self, const member_card& card, const std::stri
     // The same node name, started again: the old incarnation is gone (or about to be noticed).
     st.by_addr.erase(i->second.card.gate.address());
     st.verifying.erase(card.node);
-    close_link(self, i->second.link);
+    old_link = i->second.link;
     st.peers.erase(i);
     replaced = true;
   }
@@ -353,6 +369,8 @@ void add_member(membership_actor* self, const member_card& card, const std::stri
   // (ownership::is_member), one routed before it here.
   if (replaced && st.cfg.on_peer_down)
     st.cfg.on_peer_down(card.node);
+  // Last: its failures of the calls still waiting must not come before the failover above.
+  close_link(self, old_link);
   settle(self);
 }
 
@@ -364,6 +382,10 @@ void retire_member(membership_actor* self, const std::string& name) {
   auto i = st.peers.find(name);
   if (i == st.peers.end())
     return;
+  if (st.verifying.count(name)) {  // its gate's handle already died: it is gone
+    remove_member_named(self, name, caf::make_error(errc::temporarily_unavailable, "left"));
+    return;
+  }
   auto addr = i->second.card.gate.address();
   st.by_addr.erase(addr);
   st.retired[addr] = std::move(i->second);
@@ -377,13 +399,14 @@ void remove_member(membership_actor* self, const caf::actor_addr& who, const caf
   auto& st = self->state;
   if (auto r = st.retired.find(who); r != st.retired.end()) {
     auto name = r->second.card.node;
-    close_link(self, r->second.link);
+    auto link = r->second.link;
     st.retired.erase(r);
     publish_gate(self);
     log::info("cluster member left", {{"member", name}});
     // Calls still unanswered have lost their node; a new incarnation's calls are its own.
     if (!st.peers.count(name) && st.cfg.on_peer_down)
       st.cfg.on_peer_down(name);
+    close_link(self, link);  // after the failover of its calls, see add_member
     return;
   }
   auto i = st.by_addr.find(who);
@@ -392,8 +415,10 @@ void remove_member(membership_actor* self, const caf::actor_addr& who, const caf
   auto name = i->second;
   st.by_addr.erase(i);
   st.verifying.erase(name);
+  caf::actor link;
   if (auto p = st.peers.find(name); p != st.peers.end()) {
-    close_link(self, p->second.link);
+    link = p->second.link;
+    st.lost[p->second.card.address] = unix_now_ms();  // tried again for a while (tick)
     st.peers.erase(p);
   }
   publish_gate(self);
@@ -401,6 +426,9 @@ void remove_member(membership_actor* self, const caf::actor_addr& who, const caf
   changed(self, true);
   if (st.cfg.on_peer_down)  // after the ring changed, see add_member
     st.cfg.on_peer_down(name);
+  close_link(self, link);  // after the failover of its calls, see add_member
+  if (st.leave_promise && st.leave_pending.erase(name) && st.leave_pending.empty())
+    finish_leave(self);
 }
 
 void remove_member_named(membership_actor* self, const std::string& name, const caf::error& why) {
@@ -434,10 +462,16 @@ void verify_peer(membership_actor* self, const std::string& name, const caf::err
         if (i == st.peers.end() || i->second.card.incarnation != incarnation)
           return (void) st.verifying.erase(name);
         auto& p = i->second;
+        // Handles compare by node and actor id: the dead proxy and a fresh one of the same gate
+        // are told apart by their control blocks.
         auto fresh = caf::actor_cast<caf::actor>(ptr);
-        if (fresh && fresh == p.card.gate && tries > 0)
-          return verify_peer(self, name, why, tries - 1);
-        if (!fresh || fresh == p.card.gate || fresh->node() != p.card.gate->node()
+        bool same_proxy = ptr.get() == caf::actor_cast<caf::strong_actor_ptr>(p.card.gate).get();
+        if (fresh && same_proxy && tries > 0) {  // the middleman still caches the dead proxy
+          self->delayed_send(self, std::chrono::milliseconds{50},
+                             local_verify_retry{name, why, tries - 1});
+          return;
+        }
+        if (!fresh || same_proxy || fresh->node() != p.card.gate->node()
             || fresh->id() != p.card.gate->id()) {
           st.verifying.erase(name);
           return remove_member_named(self, name, why);
@@ -514,7 +548,11 @@ void connect(membership_actor* self, const std::string& address) {
                       const std::set<std::string>&) {
         auto& st = self->state;
         auto remote = caf::actor_cast<caf::actor>(ptr);
-        if (!remote || remote == st.self_card.gate || st.leaving) {
+        bool known = false;  // a seed name that leads to a member (a Kubernetes service name)
+        for (auto* map : {&st.peers, &st.admitted})
+          for (auto& [name, p] : *map)
+            known |= p.card.gate == remote;
+        if (!remote || remote == st.self_card.gate || st.leaving || known) {
           st.connecting.erase(address);
           return;
         }
@@ -644,9 +682,22 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg,
       }
       if (gate_changed)
         publish_gate(self);
+      // A member that sent nothing for 12 ticks (it dropped this node, or its envelopes no
+      // longer open here) is removed; it rejoins through the addresses tried below.
+      std::vector<std::string> silent;
+      for (auto& [name, p] : st.peers)
+        if (now - p.last_seen_ms > 12 * st.cfg.tick.count() && !st.verifying.count(name))
+          silent.push_back(name);
+      for (auto& name : silent)
+        remove_member_named(self, name, caf::make_error(errc::temporarily_unavailable,
+                                                        "no message from the member"));
+      for (auto l = st.lost.begin(); l != st.lost.end();)
+        l = now - l->second > 60000 ? st.lost.erase(l) : std::next(l);
       for (auto& [name, p] : st.peers)
         send_view(self, p);
       if (is_ready(st)) {
+        for (auto& [address, since] : st.lost)
+          connect(self, address);
         // Alone: no seeds, or every seed attempt has failed for two connect timeouts with no
         // seed saying it is starting or leaving (all seeds down). One failed round is not
         // enough: a slow or restarting seed would split the cluster. Checked before this
@@ -671,7 +722,8 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg,
     // Join, responder side, step 1: prove the secret on the initiator's nonce.
     [self](cluster_challenge& c) {
       auto& st = self->state;
-      if (!c.reply_to || c.nonce.empty() || c.nonce.size() > max_nonce)
+      if (!c.reply_to || c.reply_to->node() == self->node() || c.nonce.empty()
+          || c.nonce.size() > max_nonce)
         return;
       if (!is_ready(st) || st.leaving) {
         caf::anon_send(c.reply_to, cluster_challenge_reply{c.nonce, {}, {},
@@ -782,6 +834,7 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg,
     },
     [self](peer_said& m) { on_peer_message(self, m); },
     [self](local_peer_gone& g) { peer_gone(self, g.gate, g.reason); },
+    [self](local_verify_retry& r) { verify_peer(self, r.node, r.reason, r.tries); },
     // This node is stopping (credod on SIGTERM): tell every peer; once each took this node out
     // of its ring, or when `timeout` runs out, leave this node's own ring too.
     [self](local_leave& l) -> caf::result<bool> {

@@ -137,6 +137,13 @@ std::optional<link_body> open(link_actor* self, const cluster_envelope& e) {
                             e.seq);
   if (e.sealed.size() < 12 || e.sealed.compare(0, 12, nonce_of(e.seq)) != 0)
     return std::nullopt;
+  // A sequence number every key has seen, or is too old for, is refused before any decryption.
+  bool fresh = false;
+  for (auto& k : st.keys)
+    fresh |= e.seq > k.recv_high
+             || (k.recv_high - e.seq < 64 && !((k.recv_seen >> (k.recv_high - e.seq)) & 1));
+  if (!fresh)
+    return std::nullopt;
   for (auto k = st.keys.rbegin(); k != st.keys.rend(); ++k) {
     auto plain = protocols::aead_open(k->recv_key, e.sealed, ad);
     if (!plain)
@@ -170,8 +177,14 @@ void to_peer(link_actor* self, link_body body) {
   if (!e)
     return;
   if (st.suspended) {
-    if (st.held.size() < max_held)
+    if (st.held.size() < max_held) {
       st.held.push_back(std::move(*e));
+    } else if (body.call != 0 && !body.reply) {
+      if (auto i = st.pending.find(body.call); i != st.pending.end()) {
+        i->second.deliver(caf::make_error(errc::temporarily_unavailable, "peer unreachable"));
+        st.pending.erase(i);
+      }
+    }
     return;
   }
   // Without a sender: CAF registers the sender of a message to another node, which would make
