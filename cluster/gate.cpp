@@ -42,9 +42,12 @@ class gate_actor final : public caf::monitorable_actor {
       auto& e = msg.get_as<cluster_envelope>(0);
       auto table = st_->peers.load(std::memory_order_acquire);
       auto i = table->find(gate_key(e.from, e.incarnation));
-      if (i == table->end() || !i->second)
+      if (i == table->end())
         return false;
-      i->second->enqueue(nullptr, caf::make_message_id(), what.move_content_to_message(), host);
+      auto link = caf::actor_cast<caf::strong_actor_ptr>(i->second);
+      if (!link)
+        return false;
+      link->enqueue(nullptr, caf::make_message_id(), what.move_content_to_message(), host);
       return true;
     }
     // Only a challenge makes the membership actor spend work and state on anyone; the other
@@ -54,8 +57,10 @@ class gate_actor final : public caf::monitorable_actor {
       return false;
     if (msg.match_elements<cluster_challenge>() || msg.match_elements<cluster_challenge_reply>()
         || msg.match_elements<cluster_hello>() || msg.match_elements<cluster_welcome>()) {
-      st_->membership->enqueue(nullptr, caf::make_message_id(), what.move_content_to_message(),
-                               host);
+      auto membership = caf::actor_cast<caf::strong_actor_ptr>(st_->membership);
+      if (!membership)
+        return false;
+      membership->enqueue(nullptr, caf::make_message_id(), what.move_content_to_message(), host);
       return true;
     }
     return false;

@@ -25,12 +25,15 @@
 
 #include <caf/fwd.hpp>
 #include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
 
 namespace credo::cluster {
 
 /// The link actor of each node whose envelopes the gate passes on, by gate_key(node,
 /// incarnation): a restarted node (new incarnation) and its old self have links of their own.
-using gate_table = std::unordered_map<std::string, caf::actor>;
+/// Weak handles: the gate lives as long as CAF's middleman publishes it, and must not keep the
+/// actors (and through their peers' proxies the middleman) alive in a cycle.
+using gate_table = std::unordered_map<std::string, caf::actor_addr>;
 inline std::string gate_key(const std::string& node, const std::string& incarnation) {
   return node + '\n' + incarnation;
 }
@@ -38,7 +41,7 @@ inline std::string gate_key(const std::string& node, const std::string& incarnat
 /// Shared by the gate (any thread that delivers network messages) and the membership actor,
 /// which writes the table on every change of its peers.
 struct gate_state {
-  caf::actor membership;  // set before the gate is created, never changed
+  caf::actor_addr membership;  // set before the gate is created, never changed (weak)
   std::atomic<std::shared_ptr<const gate_table>> peers{std::make_shared<const gate_table>()};
   // Messages from strangers (credo_cluster_stranger_messages_total): dropped by the gate, or
   // envelopes a link could not open.

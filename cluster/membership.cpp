@@ -210,10 +210,10 @@ void publish_gate(membership_actor* self) {
   auto& st = self->state;
   auto t = std::make_shared<gate_table>();
   for (auto& [addr, p] : st.retired)
-    (*t)[gate_key(p.card.node, p.card.incarnation)] = p.link;
+    (*t)[gate_key(p.card.node, p.card.incarnation)] = p.link.address();
   for (auto* m : {&st.admitted, &st.peers})
     for (auto& [name, p] : *m)
-      (*t)[gate_key(p.card.node, p.card.incarnation)] = p.link;
+      (*t)[gate_key(p.card.node, p.card.incarnation)] = p.link.address();
   st.gate->peers.store(std::move(t), std::memory_order_release);
 }
 
@@ -685,8 +685,9 @@ caf::behavior membership_behavior(membership_actor* self, membership_config cfg,
       // A member that sent nothing for 12 ticks (it dropped this node, or its envelopes no
       // longer open here) is removed; it rejoins through the addresses tried below.
       std::vector<std::string> silent;
-      for (auto& [name, p] : st.peers)
-        if (now - p.last_seen_ms > 12 * st.cfg.tick.count() && !st.verifying.count(name))
+      for (auto& [name, p] : st.peers)  // (a leaving node hears nothing: its peers retired it)
+        if (now - p.last_seen_ms > 12 * st.cfg.tick.count() && !st.verifying.count(name)
+            && !st.leaving)
           silent.push_back(name);
       for (auto& name : silent)
         remove_member_named(self, name, caf::make_error(errc::temporarily_unavailable,
@@ -913,7 +914,7 @@ result<membership> start_membership(caf::actor_system& sys, membership_config cf
   sys.registry().erase(caf::atom("ConfigServ"));
   auto gs = std::make_shared<gate_state>();
   auto actor = sys.spawn(membership_behavior, std::move(cfg), gs);
-  gs->membership = actor;
+  gs->membership = actor.address();
   auto gate = make_gate(sys, gs);
   caf::expected<std::uint16_t> bound = caf::sec::runtime_error;
   if (tls)

@@ -164,9 +164,10 @@ void ask(caf::event_based_actor* self, const caf::actor& target, std::chrono::mi
 caf::behavior attacker(caf::event_based_actor* self, options o, std::vector<caf::actor> targets,
                        tally* t, caf::actor done) {
   auto me = caf::actor_cast<caf::actor>(self);
-  auto linker = self->spawn([](caf::event_based_actor*) -> caf::behavior {
+  // With an argument: CAF 0.17.6 dereferences a null tuple for argument-less spawns (UBSan).
+  auto linker = self->spawn([](caf::event_based_actor*, int) -> caf::behavior {
     return {[](int) {}};
-  });
+  }, 0);
   auto requests = entity_requests(o);
   auto cluster = cluster_messages(o, me);
   auto timeout = std::chrono::milliseconds{o.wait_ms};
@@ -293,7 +294,7 @@ int main(int argc, char** argv) {
   {
     caf::scoped_actor waiter{sys};
     sys.spawn(attacker, o, targets, &t, caf::actor{waiter});
-    auto limit = std::chrono::milliseconds{o.wait_ms} + std::chrono::seconds{60};
+    auto limit = std::chrono::milliseconds{o.wait_ms} + std::chrono::seconds{240};
     waiter->receive([](finished) {}, caf::after(limit) >> [] {
       std::cerr << "cluster_stranger: the attacker did not finish\n";
       std::_Exit(3);
