@@ -152,16 +152,6 @@ bool valid_card(const member_card& c) {
          && c.incarnation.size() <= max_name && c.address.size() <= 300 && c.gate;
 }
 
-std::string length_prefixed(std::initializer_list<std::string_view> fields) {
-  std::string out;
-  for (auto f : fields) {
-    out += std::to_string(f.size());
-    out += ':';
-    out += f;
-  }
-  return out;
-}
-
 std::string link_key(const std::string& secret, const std::string& initiator_nonce,
                      const std::string& responder_nonce) {
   return protocols::hmac_sha256(

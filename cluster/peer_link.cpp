@@ -57,16 +57,6 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(credo::cluster::link_expire)
 namespace credo::cluster {
 namespace {
 
-std::string length_prefixed(std::initializer_list<std::string_view> fields) {
-  std::string out;
-  for (auto f : fields) {
-    out += std::to_string(f.size());
-    out += ':';
-    out += f;
-  }
-  return out;
-}
-
 std::string nonce_of(std::uint64_t seq) {
   std::string n(12, '\0');
   for (int i = 0; i < 8; ++i)
@@ -162,8 +152,7 @@ std::optional<link_body> open(link_actor* self, const cluster_envelope& e) {
     }
     k->confirmed = true;  // the peer sealed under it: it holds it
     link_body body;
-    std::vector<char> buf(plain->begin(), plain->end());
-    caf::binary_deserializer source{self->system(), buf};
+    caf::binary_deserializer source{self->system(), plain->data(), plain->size()};
     if (auto err = source(body))
       return std::nullopt;
     return body;
@@ -318,6 +307,16 @@ caf::behavior peer_link(link_actor* self, link_config cfg) {
 }
 
 }  // namespace
+
+std::string length_prefixed(std::initializer_list<std::string_view> fields) {
+  std::string out;
+  for (auto f : fields) {
+    out += std::to_string(f.size());
+    out += ':';
+    out += f;
+  }
+  return out;
+}
 
 std::string direction_key(const std::string& link_key, const std::string& from_node,
                           const std::string& from_incarnation, const std::string& to_node,

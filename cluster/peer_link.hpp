@@ -16,7 +16,9 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 
 #include <caf/fwd.hpp>
 #include <caf/actor.hpp>
@@ -69,6 +71,10 @@ struct link_close {};
 
 /// Spawns the link actor of one peer, linked to the calling actor (the membership actor).
 caf::actor spawn_peer_link(caf::event_based_actor* parent, link_config cfg);
+
+/// The fields one after another, each as "<length>:<bytes>": the input of every MAC and key
+/// derivation of the cluster links, so that no two field lists give the same text.
+std::string length_prefixed(std::initializer_list<std::string_view> fields);
 
 /// The key of one direction of a link (exposed for tests).
 std::string direction_key(const std::string& link_key, const std::string& from_node,
